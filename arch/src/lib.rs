@@ -1,0 +1,2 @@
+//! arch (skeleton, being written).
+#![no_std]

@@ -1,0 +1,2 @@
+//! loader logic (skeleton, being written).
+#![no_std]

@@ -1,0 +1,8 @@
+//! The loader binary (skeleton, being written).
+#![no_std]
+#![no_main]
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

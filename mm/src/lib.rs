@@ -1,0 +1,2 @@
+//! mm (skeleton, being written).
+#![no_std]

@@ -1,0 +1,2 @@
+//! smp (skeleton, being written).
+#![no_std]
