@@ -1,8 +1,214 @@
-//! The loader binary (skeleton, being written).
+//! mmloader: boots a Limine-protocol kernel under QEMU's PVH entry.
+//!
+//! QEMU starts this binary (`-kernel`) at its PVH entry with the kernel ELF as module 0
+//! (`-initrd`) and the command line from `-append`. The loader does what Limine would do for a
+//! base revision 3 kernel and jumps to it; the kernel cannot tell the two apart.
+//!
+//! # Implementation
+//! [`boot`] is the whole sequence, one step per function; every step returns
+//! `Result<_, loader::Error>` and any error ends in `loader: error: <what>` and exit status 37
+//! ([`machine::exit::fail`]):
+//! 1. read `start_info` and build the memory map, carving out page 0, the loader image, the
+//!    module and the firmware's structures;
+//! 2. validate the kernel ELF, place it in physically contiguous memory, copy it, find its
+//!    requests and answer the base revision tag ([`load_kernel`]);
+//! 3. build the kernel's page tables (image at its link address, HHDM) and add their upper half
+//!    to the loader's own, so the HHDM alias of the loader is reachable from here on;
+//! 4. answer the fixed requests and allocate the BSP stack;
+//! 5. choose the APIC mode, mask the PIC and I/O APICs, answer MP and start every AP
+//!    ([`set_up_cpus`]); answer the memory map request last, when no allocation remains;
+//! 6. hand off ([`machine::handoff`]).
+
 #![no_std]
 #![no_main]
 
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+mod machine;
+
+use loader::Error;
+use loader::acpi::{self, Madt, Rsdp};
+use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
+use loader::elf::{self, KernelElf};
+use loader::hhdm::HHDM_OFFSET;
+use loader::memmap::{EntryType, LOADER_MAX_END, LOADER_MIN_ADDR, MemoryMap};
+use loader::paging::{self, KernelPlacement, PagingFeatures};
+use loader::phys::{PAGE_SIZE, PhysMem};
+use loader::protocol::MP_FLAG_X2APIC;
+use loader::pvh::{self, StartInfo};
+use loader::requests;
+use machine::handoff::Handoff;
+use machine::idmem::IdentityMemory;
+use machine::lapic::Lapic;
+use machine::serial::log;
+use machine::trampoline::TrampolineConfig;
+use machine::{cpu, entry, exit, legacy, smp};
+
+/// The Rust entry point, called by `pvh_start32` in long mode with the `start_info` address.
+#[unsafe(no_mangle)]
+extern "C" fn loader_main(start_info: u32) -> ! {
+    machine::serial::init();
+    log!("mmloader {}", env!("CARGO_PKG_VERSION"));
+    // SAFETY: called once; the identity map is live, and the loader only reads firmware
+    // structures, the module and memory it allocated from the memory map.
+    let mut mem = unsafe { IdentityMemory::new() };
+    match boot(&mut mem, u64::from(start_info)) {
+        // SAFETY: `boot` built complete kernel tables (image, HHDM over every reclaimable range,
+        // the stack included) and took the entry point from the validated ELF.
+        Ok(handoff) => unsafe { machine::handoff::enter_kernel(&handoff) },
+        Err(e) => exit::fail(&e),
+    }
+}
+
+/// Steps 1-5 of the module docs; returns where to enter the kernel.
+fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
+    let info = pvh::read(mem, start_info)?;
+    let mut map = initial_memory_map(&info)?;
+    let features = enable_paging_features();
+    let (elf, kernel, revision) = load_kernel(mem, &mut map, &info)?;
+    let placement = KernelPlacement {
+        elf: &elf,
+        image_phys: kernel.image_phys,
+    };
+    let kernel_cr3 = paging::build_kernel_tables(mem, &mut map, placement, revision, features)?;
+    // SAFETY: the tables are complete and their upper half (HHDM, kernel) is unused by the
+    // loader's identity map.
+    unsafe { entry::install_kernel_half(kernel_cr3) };
+    let rsdp = acpi::find_rsdp(mem, info.rsdp).ok();
+    let facts = Facts {
+        revision,
+        kernel_phys: kernel.image_phys,
+        kernel_virt: elf.virtual_base(),
+        cmdline: info.cmdline(),
+        rsdp: rsdp.map(|r| r.addr),
+    };
+    let mut responder = Responder::new(mem, &mut map);
+    let stack_size = answer::answer_fixed(&mut responder, &kernel, &facts)?;
+    let stack = responder.map.allocate_reclaimable(stack_size, PAGE_SIZE)?;
+    let config = TrampolineConfig {
+        kernel_cr3,
+        has_nx: features.has_nx,
+        is_x2apic: false,
+    };
+    set_up_cpus(&mut responder, &kernel, rsdp, stack_size, config)?;
+    answer::answer_memmap(&mut responder, &kernel)?;
+    log!("handing off to the kernel");
+    let stack_top = HHDM_OFFSET + stack + stack_size;
+    Ok(Handoff {
+        kernel_cr3,
+        entry: elf.entry,
+        stack_top,
+    })
+}
+
+/// Chooses the APIC mode, masks the legacy interrupt controllers and, if the kernel asks for
+/// MP, answers it and starts every AP.
+fn set_up_cpus(
+    r: &mut Responder<'_, IdentityMemory>,
+    kernel: &Kernel,
+    rsdp: Option<Rsdp>,
+    stack_size: u64,
+    config: TrampolineConfig,
+) -> Result<(), Error> {
+    let mp = answer::mp_request(r.mem, kernel)?;
+    let lapic = Lapic::init(mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0));
+    let madt = match rsdp {
+        Some(rsdp) => read_madt(r.mem, &rsdp, lapic.is_x2apic())?,
+        None => None,
+    };
+    legacy::mask_pic();
+    madt.iter()
+        .flat_map(|m| m.ioapics())
+        .for_each(|&a| legacy::mask_ioapic(a));
+    let Some((req, _)) = mp else { return Ok(()) };
+    let madt = madt.ok_or(if rsdp.is_none() {
+        Error::NoRsdp
+    } else {
+        Error::NoMadt
+    })?;
+    if madt.cpus().is_empty() {
+        return Err(Error::NoCpus);
+    }
+    let is_x2apic = lapic.is_x2apic();
+    let setup = MpSetup {
+        cpus: madt.cpus(),
+        bsp_lapic_id: lapic.id(),
+        is_x2apic,
+        stack_size,
+    };
+    let infos = answer::answer_mp(r, kernel, req, setup)?;
+    let config = TrampolineConfig {
+        is_x2apic,
+        ..config
+    };
+    let started = smp::start_aps(r.mem, r.map, &lapic, madt.cpus(), infos, config)?;
+    log!(
+        "{} CPUs, {started} APs parked, BSP APIC ID {}, x2APIC {is_x2apic}",
+        madt.cpus().len(),
+        lapic.id()
+    );
+    Ok(())
+}
+
+/// The MADT, if the RSDT/XSDT lists one.
+fn read_madt(mem: &IdentityMemory, rsdp: &Rsdp, is_x2apic: bool) -> Result<Option<Madt>, Error> {
+    match acpi::find_table(mem, rsdp, *b"APIC")? {
+        Some((addr, len)) => Ok(Some(acpi::parse_madt(
+            mem.bytes(addr, len as usize)?,
+            is_x2apic,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// The firmware's memory map with everything the loader must not hand out carved away.
+fn initial_memory_map(info: &StartInfo) -> Result<MemoryMap, Error> {
+    let mut map = MemoryMap::from_e820(info.e820())?;
+    map.carve(0, PAGE_SIZE, EntryType::RESERVED)?;
+    let (start, end) = entry::loader_image();
+    map.carve(start, end - start, EntryType::BOOTLOADER_RECLAIMABLE)?;
+    map.carve(
+        info.module.paddr,
+        info.module.size,
+        EntryType::BOOTLOADER_RECLAIMABLE,
+    )?;
+    for (addr, len) in info.firmware_ranges {
+        map.carve(addr, len, EntryType::BOOTLOADER_RECLAIMABLE)?;
+    }
+    Ok(map)
+}
+
+/// Probes NX and 1 GiB pages, and sets `EFER.NXE` when NX exists.
+fn enable_paging_features() -> PagingFeatures {
+    let features = PagingFeatures {
+        has_nx: cpu::has_nx(),
+        has_huge_pages: cpu::has_huge_pages(),
+    };
+    if features.has_nx {
+        // SAFETY: NX is supported, so EFER.NXE may be set; it only makes the NX bit meaningful.
+        unsafe { cpu::wrmsr(cpu::IA32_EFER, cpu::rdmsr(cpu::IA32_EFER) | cpu::EFER_NXE) };
+    }
+    features
+}
+
+/// Validates the module as the kernel, copies it into freshly allocated, physically
+/// contiguous memory typed executable-and-modules, finds its requests and answers its base
+/// revision tag. Returns the plan, the loaded kernel and the base revision.
+fn load_kernel(
+    mem: &mut IdentityMemory,
+    map: &mut MemoryMap,
+    info: &StartInfo,
+) -> Result<(KernelElf, Kernel, u64), Error> {
+    let module = info.module;
+    let elf = elf::parse(mem.bytes(module.paddr, module.size as usize)?)?;
+    let kind = EntryType::EXECUTABLE_AND_MODULES;
+    let (size, align) = (elf.image_size(), elf.alignment());
+    let image_phys = map.allocate(size, align, kind, LOADER_MIN_ADDR, LOADER_MAX_END)?;
+    elf.load(mem, module.paddr, image_phys)?;
+    let scan = requests::scan(mem.bytes(image_phys, elf.size_before_bss() as usize)?)?;
+    let revision = requests::handshake(mem, image_phys, scan.base_revision)?;
+    log!(
+        "kernel: entry {:#x}, {size:#x} bytes at {image_phys:#x}, {} requests, base revision {revision}",
+        elf.entry,
+        scan.requests().len(),
+    );
+    Ok((elf, Kernel { image_phys, scan }, revision))
 }

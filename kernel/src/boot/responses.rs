@@ -1,0 +1,89 @@
+//! Checked access to the Limine responses.
+//!
+//! [`check`] verifies the base revision and that every response the kernel needs is present,
+//! panicking with the name of the first missing one; afterwards the accessors return them.
+//! All of this memory is bootloader-reclaimable: use it only before the reclaim point.
+#![deny(unsafe_code)]
+
+use limine::memory_map::Entry;
+use limine::mp::Cpu;
+use limine::response::{
+    BootloaderInfoResponse, ExecutableAddressResponse, ExecutableCmdlineResponse, HhdmResponse,
+    MemoryMapResponse, MpResponse, RsdpResponse,
+};
+
+use super::requests::{
+    BASE_REVISION, BOOTLOADER_INFO, EXECUTABLE_ADDRESS, EXECUTABLE_CMDLINE, HHDM, MEMORY_MAP, MP,
+    RSDP, STACK_SIZE,
+};
+
+/// Panics unless the bootloader accepted base revision 3 and answered every request.
+pub fn check() {
+    assert!(
+        BASE_REVISION.is_supported(),
+        "the bootloader does not support Limine base revision 3"
+    );
+    bootloader_info();
+    hhdm();
+    memory_map();
+    mp();
+    rsdp();
+    executable_address();
+    executable_cmdline();
+    require(STACK_SIZE.get_response(), "stack size");
+}
+
+fn require<T>(response: Option<&'static T>, name: &str) -> &'static T {
+    response.unwrap_or_else(|| panic!("the bootloader did not answer the {name} request"))
+}
+
+/// The bootloader's name and version.
+pub fn bootloader_info() -> &'static BootloaderInfoResponse {
+    require(BOOTLOADER_INFO.get_response(), "bootloader info")
+}
+
+/// The HHDM offset.
+pub fn hhdm() -> &'static HhdmResponse {
+    require(HHDM.get_response(), "HHDM")
+}
+
+/// The memory map.
+pub fn memory_map() -> &'static MemoryMapResponse {
+    require(MEMORY_MAP.get_response(), "memory map")
+}
+
+/// The memory map entries.
+pub fn memory_map_entries() -> &'static [&'static Entry] {
+    memory_map().entries()
+}
+
+/// The MP response.
+pub fn mp() -> &'static MpResponse {
+    require(MP.get_response(), "MP")
+}
+
+/// The MP response's CPUs, the BSP first, then the APs in the bootloader's order.
+pub fn cpus_bsp_first() -> impl Iterator<Item = &'static Cpu> {
+    let mp = mp();
+    let bsp = mp.bsp_lapic_id();
+    let cpus = mp.cpus();
+    let first = cpus.iter().filter(move |c| c.lapic_id == bsp);
+    first
+        .chain(cpus.iter().filter(move |c| c.lapic_id != bsp))
+        .copied()
+}
+
+/// The RSDP response.
+pub fn rsdp() -> &'static RsdpResponse {
+    require(RSDP.get_response(), "RSDP")
+}
+
+/// The kernel image's load addresses.
+pub fn executable_address() -> &'static ExecutableAddressResponse {
+    require(EXECUTABLE_ADDRESS.get_response(), "executable address")
+}
+
+/// The kernel command line.
+pub fn executable_cmdline() -> &'static ExecutableCmdlineResponse {
+    require(EXECUTABLE_CMDLINE.get_response(), "executable cmdline")
+}

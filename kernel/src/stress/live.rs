@@ -1,0 +1,61 @@
+//! Live counters: while a phase runs, one CPU (the BSP) prints a one-line summary of the
+//! allocator's counters every [`INTERVAL`], so a long run shows progress on serial.
+//!
+//! The BSP polls between its own allocator operations (a TSC read per operation), rather
+//! than printing from its timer interrupt: the summary takes the allocator's statistics
+//! path, which must not run inside an interrupt that may have cut into an allocator call.
+#![deny(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use mm::Mode;
+
+use crate::memory::{FRAMES, pin};
+
+/// Time between two live lines.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The live reporter of one phase run.
+pub struct Live {
+    phase: &'static str,
+    mode: Mode,
+    started: u64,
+    next: AtomicU64,
+}
+
+impl Live {
+    /// A reporter for `phase` in `mode`, starting now.
+    pub fn new(phase: &'static str, mode: Mode) -> Self {
+        let now = arch::tsc::now();
+        Live { phase, mode, started: now, next: AtomicU64::new(now + arch::tsc::cycles_in(INTERVAL)) }
+    }
+
+    /// Prints a summary if the interval has passed; `own_ops` is the caller's progress.
+    pub fn poll(&self, own_ops: u64) {
+        let now = arch::tsc::now();
+        if now < self.next.load(Ordering::Relaxed) {
+            return;
+        }
+        self.next.store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
+        let s = {
+            // The statistics path takes the allocator's locks: interrupts off meanwhile.
+            let _cpu = pin();
+            FRAMES.stats()
+        };
+        arch::println!(
+            "live: phase={} mode={} t={}ms cpu0_ops={own_ops} allocs={} frees={} hits={} \
+             misses={} global_acq={} global_contended={} depot_acq={}",
+            self.phase,
+            super::report::mode_name(self.mode),
+            arch::tsc::duration_of(now - self.started).as_millis(),
+            s.cpu.allocs + s.cpu.contig_allocs,
+            s.cpu.frees + s.cpu.contig_frees,
+            s.cpu.hits,
+            s.cpu.misses,
+            s.global_lock.acquisitions,
+            s.global_lock.contended,
+            s.depot_lock.acquisitions,
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! The allocator stress suite: `test=stress`, what `limine.conf` runs by default.
+//!
+//! Every online CPU hammers the frame allocator through five phases ([`phases`]), each run
+//! twice in the same boot: in baseline mode (every operation takes the global lock, as the
+//! seed allocator did) and in magazine mode (per-CPU magazines over the depot over the global
+//! bitmap). Checked mode is on (the kernel enables `mm/checked`), and every frame is stamped
+//! through the HHDM and checked before it is freed ([`stamp`]).
+//!
+//! # What a run proves
+//! After each phase and mode, at a quiescent point ([`verify`]): no CPU saw an error (a lost
+//! stamp means a frame was handed out twice; a refused free means the allocator's books and
+//! ours disagree); `free + cached + allocated == managed`; the phase returned every frame it
+//! took; the checked in-use map agrees with the books; the allocator counted exactly the
+//! operations the workers did, and every one was a hit, a miss or a direct operation; and
+//! `exhaust` obtained every frame that was free or cached when it started.
+//!
+//! # Output
+//! One `STAT` line per phase and mode (the keys of the issue, then more), a per-CPU table for
+//! people, live counter lines while phases run ([`live`]), a comparison table of both modes,
+//! `TARGET` lines for the performance targets (reported, not enforced: they depend on the
+//! host), and the verdict: `RESULT PASS` or `RESULT FAIL <reason>`.
+
+mod live;
+mod phases;
+mod report;
+mod rng;
+mod stamp;
+mod verify;
+mod worker;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use mm::{CpuStats, Mode, Stats};
+use spin::Mutex;
+
+use self::live::Live;
+use self::phases::{Phase, Shared};
+use self::stamp::Stamper;
+use self::worker::Worker;
+use crate::boot::BootInfo;
+use crate::memory::{FRAMES, pin};
+
+/// Both designs, baseline first so magazine mode starts from a bitmap the baseline used too.
+const MODES: [Mode; 2] = [Mode::Baseline, Mode::Magazine];
+
+/// What one CPU did in one phase run.
+#[derive(Clone, Debug, Default)]
+pub struct CpuRun {
+    /// TSC when it left the start barrier.
+    pub start: u64,
+    /// TSC when it finished its share.
+    pub end: u64,
+    /// Allocator operations it did.
+    pub ops: u64,
+    /// Errors it saw, and the first one.
+    pub errors: u64,
+    /// The first error.
+    pub first_error: Option<String>,
+    /// The allocator's counters for this CPU.
+    pub counters: CpuStats,
+}
+
+/// One phase in one mode, on every CPU.
+pub struct PhaseRun {
+    /// The workload.
+    pub phase: Phase,
+    /// The allocator mode.
+    pub mode: Mode,
+    /// Each CPU's part, by CPU index.
+    pub cpus: Vec<CpuRun>,
+    /// The allocator before the phase (after its caches were drained).
+    pub before: Stats,
+    /// The allocator after the phase.
+    pub after: Stats,
+    /// Frames the checked in-use map marks allocated after the phase.
+    pub in_use: Option<u64>,
+    /// Frames obtained in `exhaust` (0 for other phases).
+    pub exhausted: u64,
+}
+
+/// Runs every phase in both modes; `Err` names the first failure.
+pub fn run() -> Result<(), String> {
+    let cpus = smp::cpu_count();
+    if smp::bringup::online_count() != cpus {
+        return Err(alloc::format!("only {} of {cpus} cpus online", smp::bringup::online_count()));
+    }
+    let stamper = Stamper::new(BootInfo::get().hhdm_offset);
+    let mut runs = Vec::new();
+    for phase in Phase::ALL {
+        for mode in MODES {
+            let run = run_phase(phase, mode, stamper);
+            report::print_phase(&run);
+            verify::phase(&run)?;
+            runs.push(run);
+        }
+    }
+    report::print_comparison(&runs);
+    report::print_targets(&runs);
+    Ok(())
+}
+
+/// Runs `phase` in `mode` on every online CPU and collects what happened.
+fn run_phase(phase: Phase, mode: Mode, stamper: Stamper) -> PhaseRun {
+    let before = {
+        // The allocator's management calls need interrupts off (mm's interrupt rules).
+        let _cpu = pin();
+        FRAMES.set_mode(mode);
+        FRAMES.drain_all();
+        FRAMES.reset_counters();
+        FRAMES.stats()
+    };
+    let cpus = smp::cpu_count();
+    let shared = Shared::new(phase, cpus, before.free + before.cached);
+    let results: Vec<Mutex<CpuRun>> = (0..cpus).map(|_| Mutex::new(CpuRun::default())).collect();
+    let start = smp::Barrier::new(cpus);
+    let live = Live::new(phase.name(), mode);
+    let reporter = smp::pin().cpu_id();
+    smp::run_on_all(|| {
+        let cpu = smp::pin().cpu_id();
+        let mut w = Worker::new(cpu, stamper, (cpu == reporter).then_some(&live));
+        start.wait();
+        let t0 = arch::tsc::now();
+        phase.run(&mut w, &shared);
+        let t1 = arch::tsc::now();
+        let first_error = w.first_error.take();
+        *results[cpu].lock() = CpuRun {
+            start: t0,
+            end: t1,
+            ops: w.ops,
+            errors: w.errors,
+            first_error,
+            counters: CpuStats::default(),
+        };
+    });
+    // Quiescent now: every number read below is exact.
+    let _cpu = pin();
+    let mut cpu_runs: Vec<CpuRun> = results.into_iter().map(Mutex::into_inner).collect();
+    for (cpu, run) in cpu_runs.iter_mut().enumerate() {
+        run.counters = FRAMES.cpu_stats(cpu);
+    }
+    PhaseRun {
+        phase,
+        mode,
+        cpus: cpu_runs,
+        before,
+        after: FRAMES.stats(),
+        in_use: FRAMES.in_use_frames(),
+        exhausted: shared.exhausted.into_inner(),
+    }
+}

@@ -1,0 +1,235 @@
+//! The five workloads. Each runs on every online CPU at once, started together from a
+//! barrier, and is bounded in operations so a run ends in seconds even under TCG.
+//!
+//! - `repeat`: alloc and free the same frame: the best case for a per-CPU cache.
+//! - `bulk`: allocate a batch several magazines deep, then free it: magazines travel through
+//!   the depot.
+//! - `cross`: frames allocated on one CPU are freed on another, through per-pair queues
+//!   (`queue[src][dst]`), each CPU sending round-robin to every other: frames have no home.
+//! - `random`: a random mix of single frames and aligned contiguous runs held for random
+//!   times (slots picked at random: holding times are geometric).
+//! - `exhaust`: every CPU allocates until the allocator says no, then all free. The frames
+//!   obtained must add up to every free frame, including those cached on other CPUs.
+#![deny(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use mm::{Frame, MAGAZINE_SIZE};
+use smp::Barrier;
+
+use super::rng::Rng;
+use super::worker::{Held, Worker};
+
+/// `repeat`: alloc+free pairs per CPU.
+const REPEAT_PAIRS: usize = 20_000;
+/// `bulk`: frames per batch: four magazines, so batches cross the depot, not only the cache.
+const BULK_BATCH: usize = 4 * MAGAZINE_SIZE;
+/// `bulk`: batches per CPU.
+const BULK_ROUNDS: usize = 80;
+/// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
+/// [`Shared::new`]).
+const CROSS_SENDS: usize = 10_000;
+/// `random`: steps per CPU; each frees a held slot or fills an empty one.
+const RANDOM_STEPS: usize = 40_000;
+/// `random`: slots a CPU holds at most.
+const RANDOM_SLOTS: usize = 64;
+/// `random`: one allocation in this many is a contiguous run (2 to 8 frames).
+const RANDOM_CONTIG_ONE_IN: u64 = 32;
+
+/// A stress phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Alloc and free the same frame.
+    Repeat,
+    /// Allocate a batch, then free it.
+    Bulk,
+    /// Free on another CPU what this one allocated.
+    Cross,
+    /// Random sizes and holding times.
+    Random,
+    /// Allocate until failure, then free everything.
+    Exhaust,
+}
+
+impl Phase {
+    /// Every phase, in the order they run.
+    pub const ALL: [Phase; 5] =
+        [Phase::Repeat, Phase::Bulk, Phase::Cross, Phase::Random, Phase::Exhaust];
+
+    /// The name used in `STAT` lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Repeat => "repeat",
+            Phase::Bulk => "bulk",
+            Phase::Cross => "cross",
+            Phase::Random => "random",
+            Phase::Exhaust => "exhaust",
+        }
+    }
+
+    /// Runs this phase's share of the work on the current CPU.
+    pub fn run(self, w: &mut Worker, shared: &Shared) {
+        match self {
+            Phase::Repeat => repeat(w),
+            Phase::Bulk => bulk(w),
+            Phase::Cross => cross(w, shared),
+            Phase::Random => random(w),
+            Phase::Exhaust => exhaust(w, shared),
+        }
+    }
+}
+
+/// State the CPUs of one phase run share.
+pub struct Shared {
+    cpus: usize,
+    /// Frames each CPU sends (`cross`).
+    cross_sends: usize,
+    /// `queues[src * cpus + dst]` (`cross`).
+    queues: Vec<ArrayQueue<Held>>,
+    /// CPUs that finished sending (`cross`).
+    senders_done: AtomicUsize,
+    /// Between allocating and freeing (`exhaust`).
+    barrier: Barrier,
+    /// Frames obtained by all CPUs (`exhaust`).
+    pub exhausted: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free.
+    ///
+    /// `cross` queues hold all a sender sends to one peer, so a sender never waits for a
+    /// receiver: with more virtual CPUs than host cores a full queue would otherwise measure
+    /// the host's scheduler, not the allocator. To keep that within memory, a CPU sends at
+    /// most its share of half the available frames.
+    pub fn new(phase: Phase, cpus: usize, available: u64) -> Self {
+        let is_cross = phase == Phase::Cross;
+        let cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
+        let capacity = cross_sends.div_ceil(cpus.saturating_sub(1).max(1));
+        let queues = if is_cross { cpus * cpus } else { 0 };
+        Shared {
+            cpus,
+            cross_sends,
+            queues: (0..queues).map(|_| ArrayQueue::new(capacity)).collect(),
+            senders_done: AtomicUsize::new(0),
+            barrier: Barrier::new(cpus),
+            exhausted: AtomicU64::new(0),
+        }
+    }
+
+    fn queue(&self, src: usize, dst: usize) -> &ArrayQueue<Held> {
+        &self.queues[src * self.cpus + dst]
+    }
+}
+
+fn repeat(w: &mut Worker) {
+    for _ in 0..REPEAT_PAIRS {
+        if let Some(held) = w.alloc() {
+            w.free(held);
+        }
+    }
+}
+
+fn bulk(w: &mut Worker) {
+    let mut batch = Vec::with_capacity(BULK_BATCH);
+    for _ in 0..BULK_ROUNDS {
+        while batch.len() < BULK_BATCH {
+            let Some(held) = w.alloc() else { break };
+            batch.push(held);
+        }
+        while let Some(held) = batch.pop() {
+            w.free(held);
+        }
+    }
+}
+
+fn cross(w: &mut Worker, s: &Shared) {
+    let mut dst = w.cpu;
+    for sent in 0..s.cross_sends {
+        let Some(mut held) = w.alloc() else { break };
+        dst = next_peer(dst, w.cpu, s.cpus);
+        while let Err(back) = s.queue(w.cpu, dst).push(held) {
+            held = back;
+            receive(w, s);
+        }
+        if sent % 4 == 3 {
+            receive(w, s);
+        }
+    }
+    s.senders_done.fetch_add(1, Ordering::Release);
+    // Once every sender is done, one pass that finds all queues empty proves none refills.
+    loop {
+        let all_sent = s.senders_done.load(Ordering::Acquire) == s.cpus;
+        if receive(w, s) == 0 {
+            if all_sent {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
+fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
+    let next = (current + 1) % cpus;
+    if next == me && cpus > 1 { (next + 1) % cpus } else { next }
+}
+
+/// Frees everything queued for this CPU; returns how many frames that was.
+fn receive(w: &mut Worker, s: &Shared) -> usize {
+    let mut freed = 0;
+    for src in 0..s.cpus {
+        while let Some(held) = s.queue(src, w.cpu).pop() {
+            w.free(held);
+            freed += 1;
+        }
+    }
+    freed
+}
+
+fn random(w: &mut Worker) {
+    let mut rng = Rng::for_cpu(w.cpu);
+    let mut slots: [Option<Held>; RANDOM_SLOTS] = [None; RANDOM_SLOTS];
+    for _ in 0..RANDOM_STEPS {
+        let slot = &mut slots[rng.below(RANDOM_SLOTS as u64) as usize];
+        *slot = match slot.take() {
+            Some(held) => {
+                w.free(held);
+                None
+            }
+            None if rng.below(RANDOM_CONTIG_ONE_IN) == 0 => {
+                let count = 2 + rng.below(7) as usize;
+                let align_log2 = rng.below(u64::from(count.ilog2()) + 1) as u32;
+                w.alloc_contiguous(count, align_log2)
+            }
+            None => w.alloc(),
+        };
+    }
+    for held in slots.into_iter().flatten() {
+        w.free(held);
+    }
+}
+
+fn exhaust(w: &mut Worker, s: &Shared) {
+    // Chain the frames through their stamps: each links to the one allocated before it, and
+    // its tag's sequence number is one less (see `Worker::stamp`).
+    let mut head: Option<Held> = None;
+    let mut obtained = 0;
+    while let Some(held) = w.alloc_until_empty() {
+        w.stamp(&held, head.map_or(0, |h| h.frame.number() + 1));
+        head = Some(held);
+        obtained += 1;
+    }
+    s.exhausted.fetch_add(obtained, Ordering::Relaxed);
+    // Nobody frees before everybody has run dry.
+    s.barrier.wait();
+    while let Some(held) = head {
+        let link = w.free(held);
+        head = (link != 0).then(|| Held {
+            frame: Frame::from_number(link - 1),
+            count: 1,
+            tag: held.tag - 1,
+        });
+    }
+}

@@ -1,0 +1,195 @@
+//! Serial output of the stress suite: one machine-readable `STAT` line per phase and mode,
+//! tables for people, and the `TARGET` lines.
+//!
+//! `STAT` keys, in order: `phase mode cpus ops cycles_per_op ops_per_s hit_rate lock_acq
+//! contended wait_cycles max_hold_cycles` (the global lock's figures), then more:
+//! `acq_per_magazine` (global acquisitions per magazine's worth of operations), the depot
+//! lock's figures, the summed per-CPU counters, `wall_us` and `balanced`.
+#![deny(unsafe_code)]
+
+use mm::{MAGAZINE_SIZE, Mode};
+
+use super::PhaseRun;
+use super::phases::Phase;
+
+/// The `mode=` value of a mode.
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Magazine => "magazine",
+        Mode::Baseline => "baseline",
+    }
+}
+
+/// Derived figures of one phase run.
+struct Figures {
+    ops: u64,
+    cycles_per_op: f64,
+    ops_per_s: f64,
+    hit_rate: f64,
+    acq_per_magazine: f64,
+    wall_us: u64,
+}
+
+fn figures(run: &PhaseRun) -> Figures {
+    let ops: u64 = run.cpus.iter().map(|c| c.ops).sum();
+    let busy: u64 = run.cpus.iter().map(|c| c.end - c.start).sum();
+    let first = run.cpus.iter().map(|c| c.start).min().unwrap_or(0);
+    let last = run.cpus.iter().map(|c| c.end).max().unwrap_or(0);
+    let wall = arch::tsc::duration_of(last - first);
+    let k = &run.after.cpu;
+    let served = k.hits + k.misses + k.direct;
+    Figures {
+        ops,
+        cycles_per_op: busy as f64 / ops.max(1) as f64,
+        ops_per_s: ops as f64 / wall.as_secs_f64().max(1e-9),
+        hit_rate: k.hits as f64 / served.max(1) as f64,
+        acq_per_magazine: run.after.global_lock.acquisitions as f64 * MAGAZINE_SIZE as f64
+            / ops.max(1) as f64,
+        wall_us: wall.as_micros() as u64,
+    }
+}
+
+/// Prints the `STAT` line and the per-CPU table of `run`.
+pub fn print_phase(run: &PhaseRun) {
+    let f = figures(run);
+    let (g, d, k) = (&run.after.global_lock, &run.after.depot_lock, &run.after.cpu);
+    arch::println!(
+        "STAT phase={} mode={} cpus={} ops={} cycles_per_op={:.1} ops_per_s={:.0} \
+         hit_rate={:.4} lock_acq={} contended={} wait_cycles={} max_hold_cycles={} \
+         acq_per_magazine={:.3} depot_acq={} depot_contended={} depot_wait_cycles={} \
+         allocs={} frees={} hits={} misses={} direct={} depot_gets={} depot_puts={} \
+         refills={} spills={} drains={} contig_allocs={} contig_frees={} exhausted={} \
+         wall_us={} balanced={}",
+        run.phase.name(),
+        mode_name(run.mode),
+        run.cpus.len(),
+        f.ops,
+        f.cycles_per_op,
+        f.ops_per_s,
+        f.hit_rate,
+        g.acquisitions,
+        g.contended,
+        g.wait_cycles,
+        g.max_hold_cycles,
+        f.acq_per_magazine,
+        d.acquisitions,
+        d.contended,
+        d.wait_cycles,
+        k.allocs,
+        k.frees,
+        k.hits,
+        k.misses,
+        k.direct,
+        k.depot_gets,
+        k.depot_puts,
+        k.refills,
+        k.spills,
+        k.drains,
+        k.contig_allocs,
+        k.contig_frees,
+        run.exhausted,
+        f.wall_us,
+        u8::from(run.after.is_balanced()),
+    );
+    print_cpu_table(run);
+}
+
+fn print_cpu_table(run: &PhaseRun) {
+    arch::println!(
+        "  {:>4} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
+        "cpu", "ops", "allocs", "frees", "hits", "misses", "depot<", "depot>", "refill",
+        "spill", "kcycles"
+    );
+    for (cpu, c) in run.cpus.iter().enumerate() {
+        let k = &c.counters;
+        arch::println!(
+            "  {:>4} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
+            cpu,
+            c.ops,
+            k.allocs + k.contig_allocs,
+            k.frees + k.contig_frees,
+            k.hits,
+            k.misses,
+            k.depot_gets,
+            k.depot_puts,
+            k.refills,
+            k.spills,
+            (c.end - c.start) / 1000
+        );
+    }
+}
+
+/// The run of `phase` in `mode`, if there is one.
+fn find(runs: &[PhaseRun], phase: Phase, mode: Mode) -> Option<&PhaseRun> {
+    runs.iter().find(|r| r.phase == phase && r.mode == mode)
+}
+
+/// Prints magazine against baseline for every phase.
+pub fn print_comparison(runs: &[PhaseRun]) {
+    let cpus = runs.first().map_or(0, |r| r.cpus.len());
+    arch::println!("comparison at {cpus} cpus (ops/s; ratio = magazine / baseline):");
+    arch::println!(
+        "  {:<8} {:>13} {:>13} {:>7} {:>9} {:>10} {:>10}",
+        "phase", "baseline", "magazine", "ratio", "hit_rate", "acq(base)", "acq(mag)"
+    );
+    for phase in Phase::ALL {
+        let (Some(b), Some(m)) = (find(runs, phase, Mode::Baseline), find(runs, phase, Mode::Magazine))
+        else {
+            continue;
+        };
+        let (fb, fm) = (figures(b), figures(m));
+        arch::println!(
+            "  {:<8} {:>13.0} {:>13.0} {:>7.2} {:>9.4} {:>10} {:>10}",
+            phase.name(),
+            fb.ops_per_s,
+            fm.ops_per_s,
+            fm.ops_per_s / fb.ops_per_s.max(1e-9),
+            fm.hit_rate,
+            b.after.global_lock.acquisitions,
+            m.after.global_lock.acquisitions
+        );
+    }
+}
+
+/// Prints one `TARGET` line per performance target of the magazine design: reported with
+/// `met=yes|no`, not enforced (the figures depend on the host and the CPU count).
+pub fn print_targets(runs: &[PhaseRun]) {
+    for phase in Phase::ALL {
+        let (Some(b), Some(m)) = (find(runs, phase, Mode::Baseline), find(runs, phase, Mode::Magazine))
+        else {
+            continue;
+        };
+        let (fb, fm) = (figures(b), figures(m));
+        let want_hits = match phase {
+            Phase::Repeat => Some(0.99),
+            Phase::Bulk | Phase::Cross | Phase::Random => Some(0.95),
+            Phase::Exhaust => None,
+        };
+        if let Some(want) = want_hits {
+            target(phase, "hit_rate", fm.hit_rate, Want::AtLeast(want));
+            target(phase, "acq_per_magazine", fm.acq_per_magazine, Want::AtMost(2.0));
+        }
+        if matches!(phase, Phase::Bulk | Phase::Cross) {
+            let speedup = fm.ops_per_s / fb.ops_per_s.max(1e-9);
+            target(phase, "speedup", speedup, Want::AtLeast(5.0));
+        }
+    }
+}
+
+/// Which side of its bound a target wants a figure on.
+enum Want {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+fn target(phase: Phase, name: &str, got: f64, want: Want) {
+    let (bound, met) = match want {
+        Want::AtLeast(b) => (alloc::format!(">={b}"), got >= b),
+        Want::AtMost(b) => (alloc::format!("<={b}"), got <= b),
+    };
+    arch::println!(
+        "TARGET phase={} {name} got={got:.4} want{bound} met={}",
+        phase.name(),
+        if met { "yes" } else { "no" }
+    );
+}

@@ -1,0 +1,172 @@
+//! Everything that can stop the loader, each with the one-line message printed after
+//! `loader: error: ` on COM1.
+//!
+//! The loader has exactly one failure path: `main` prints the [`Error`] and exits QEMU with the
+//! loader failure code (0x12, exit status 37). Library code therefore never panics on bad input;
+//! it returns an `Error` that says what was wrong and, where it helps, where.
+
+use core::fmt;
+
+/// Why the loader cannot hand off to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// `start_info` does not carry the PVH magic: not booted through PVH.
+    BadStartInfoMagic(u32),
+    /// `start_info` is older than version 1, which first carries the E820 memory map.
+    NoMemoryMap,
+    /// The E820 table has more entries than the loader keeps.
+    TooManyE820Entries(u32),
+    /// No module: the kernel ELF must be passed with `-initrd`.
+    NoModule,
+    /// The command line is longer than the loader's copy of it.
+    CmdlineTooLong,
+    /// The module is not an x86_64 ELF64 executable; the text says which check failed.
+    NotAnExecutable(&'static str),
+    /// A PT_LOAD segment lies below the higher half (`0xffffffff80000000`).
+    SegmentNotHigherHalf {
+        /// The segment's virtual address.
+        vaddr: u64,
+    },
+    /// A PT_LOAD segment's file bytes lie outside the module or its sizes are inconsistent.
+    SegmentOutsideFile {
+        /// Index of the program header.
+        index: usize,
+    },
+    /// Two PT_LOAD segments overlap in virtual memory.
+    SegmentsOverlap {
+        /// Virtual address of the first segment.
+        first: u64,
+        /// Virtual address of the segment that overlaps it.
+        second: u64,
+    },
+    /// The ELF has more PT_LOAD segments than the loader keeps.
+    TooManySegments,
+    /// The entry point is not inside an executable segment.
+    EntryOutsideSegments(u64),
+    /// No usable memory left for an allocation of this many bytes.
+    OutOfMemory {
+        /// Size of the failed allocation.
+        bytes: u64,
+    },
+    /// The memory map would need more entries than the loader keeps.
+    TooManyMemoryMapEntries,
+    /// A physical access outside what the loader can reach.
+    PhysOutOfRange {
+        /// First byte of the access.
+        addr: u64,
+        /// Length of the access.
+        len: u64,
+    },
+    /// The page tables already map this virtual address (a loader bug or overlapping ranges).
+    MappingConflict {
+        /// The virtual address mapped twice.
+        virt: u64,
+    },
+    /// Two requests with the same ID in the kernel image.
+    DuplicateRequest {
+        /// Third word of the ID.
+        id: u64,
+    },
+    /// Two base revision tags in the kernel image.
+    DuplicateBaseRevision,
+    /// More requests than the loader keeps.
+    TooManyRequests,
+    /// The kernel asks for a paging mode this loader does not provide (only 4-level).
+    UnsupportedPagingMode,
+    /// No valid ACPI RSDP in `start_info`, the EBDA or 0xE0000-0xFFFFF.
+    NoRsdp,
+    /// The RSDT/XSDT has no valid MADT ("APIC").
+    NoMadt,
+    /// An ACPI table fails its checksum or length checks.
+    BadAcpiTable {
+        /// The table signature.
+        signature: [u8; 4],
+        /// Its physical address.
+        addr: u64,
+    },
+    /// The MADT lists more CPUs than the loader keeps.
+    TooManyCpus,
+    /// The MADT lists no enabled CPU.
+    NoCpus,
+    /// The PIT never counted down, so no time base for the AP timeouts.
+    NoTimer,
+    /// The local APIC never accepted an IPI.
+    IpiStuck {
+        /// Target APIC ID.
+        lapic_id: u32,
+    },
+    /// An AP did not reach its parking loop in time.
+    ApTimeout {
+        /// The AP's APIC ID.
+        lapic_id: u32,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match *self {
+            BadStartInfoMagic(m) => {
+                write!(f, "bad PVH start_info magic {m:#x} (expected 0x336ec578)")
+            }
+            NoMemoryMap => write!(f, "PVH start_info version 0 has no memory map"),
+            TooManyE820Entries(n) => write!(f, "{n} E820 entries, more than the loader keeps"),
+            NoModule => write!(f, "no module: pass the kernel ELF with -initrd"),
+            CmdlineTooLong => write!(f, "command line too long"),
+            NotAnExecutable(why) => write!(f, "module is not an x86_64 ELF64 executable: {why}"),
+            SegmentNotHigherHalf { vaddr } => {
+                write!(
+                    f,
+                    "segment at {vaddr:#x} is below the higher half 0xffffffff80000000"
+                )
+            }
+            SegmentOutsideFile { index } => {
+                write!(
+                    f,
+                    "program header {index}: segment bytes outside the module"
+                )
+            }
+            SegmentsOverlap { first, second } => {
+                write!(f, "segments at {first:#x} and {second:#x} overlap")
+            }
+            TooManySegments => write!(f, "too many PT_LOAD segments"),
+            EntryOutsideSegments(e) => {
+                write!(f, "entry point {e:#x} is not in an executable segment")
+            }
+            OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes:#x} bytes"),
+            TooManyMemoryMapEntries => write!(f, "memory map has too many entries"),
+            PhysOutOfRange { addr, len } => {
+                write!(
+                    f,
+                    "physical range {addr:#x}+{len:#x} is outside reachable memory"
+                )
+            }
+            MappingConflict { virt } => write!(f, "virtual address {virt:#x} mapped twice"),
+            DuplicateRequest { id } => write!(f, "duplicate Limine request with ID word {id:#x}"),
+            DuplicateBaseRevision => write!(f, "duplicate base revision tag"),
+            TooManyRequests => write!(f, "too many Limine requests"),
+            UnsupportedPagingMode => write!(f, "kernel requires a paging mode other than 4-level"),
+            NoRsdp => write!(f, "no ACPI RSDP found"),
+            NoMadt => write!(f, "no ACPI MADT found"),
+            BadAcpiTable { signature, addr } => {
+                let sig = core::str::from_utf8(&signature).unwrap_or("????");
+                write!(
+                    f,
+                    "ACPI table {sig} at {addr:#x} fails its checksum or length check"
+                )
+            }
+            TooManyCpus => write!(f, "MADT lists more CPUs than the loader supports"),
+            NoCpus => write!(f, "MADT lists no enabled CPU"),
+            NoTimer => write!(f, "PIT channel 2 does not count: no time base"),
+            IpiStuck { lapic_id } => {
+                write!(f, "IPI to APIC ID {lapic_id} never left the local APIC")
+            }
+            ApTimeout { lapic_id } => {
+                write!(
+                    f,
+                    "AP with APIC ID {lapic_id} did not reach its parking loop in time"
+                )
+            }
+        }
+    }
+}

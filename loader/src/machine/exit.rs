@@ -1,0 +1,43 @@
+//! The loader's only failure path: one `loader: error: <what>` line, then QEMU exits through
+//! `isa-debug-exit` with the loader failure code, then the CPU halts (should the device be
+//! missing, the machine stops instead of running on).
+
+use super::cpu::{halt_forever, outl};
+use super::serial::log;
+use core::fmt::Display;
+use core::panic::PanicInfo;
+
+/// `isa-debug-exit` I/O port (QEMU `-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Loader failure: QEMU exits with status (0x12 << 1) | 1 = 37.
+const LOADER_FAILURE: u32 = 0x12;
+
+/// Reports `what` as the loader's error and ends the run.
+pub fn fail(what: &dyn Display) -> ! {
+    log!("error: {what}");
+    // SAFETY: writing the debug-exit port ends QEMU; on a machine without the device the write
+    // goes nowhere and we halt below.
+    unsafe { outl(DEBUG_EXIT_PORT, LOADER_FAILURE) };
+    halt_forever()
+}
+
+/// A panic in the loader is a loader failure like any other, reported on one line.
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    struct Where<'a>(&'a PanicInfo<'a>);
+    impl Display for Where<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self.0.location() {
+                Some(l) => write!(
+                    f,
+                    "panic at {}:{}: {}",
+                    l.file(),
+                    l.line(),
+                    self.0.message()
+                ),
+                None => write!(f, "panic: {}", self.0.message()),
+            }
+        }
+    }
+    fail(&Where(info))
+}

@@ -1,0 +1,259 @@
+//! The layered allocator, generic over its bitmap and its free validation.
+//!
+//! [`Engine`] ties the layers together: per-CPU [`CpuCache`]s over the [`Depot`] over the
+//! [`Global`] bitmap. [`crate::FrameAllocator`] is `Engine<BitAlloc16M, _>` with the checked
+//! in-use map or the bounds check; loom models instantiate it with a small bitmap. This file
+//! holds its state, setup, modes and statistics; [`crate::fastpath`] the single-frame paths;
+//! [`crate::reclaim`] drains, exhaustion and contiguous runs.
+#![deny(unsafe_code)]
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use bitmap_allocator::BitAlloc;
+
+use crate::cache::CpuCache;
+use crate::checked::FrameCheck;
+use crate::depot::Depot;
+use crate::error::AttachError;
+use crate::frame::PhysRange;
+use crate::global::Global;
+use crate::lock::TimedLock;
+use crate::raw::Clock;
+use crate::stats::{AddReport, Counter, CpuCounters, CpuStats, Mode, Stats};
+use crate::sync::{AtomicU8, AtomicUsize, const_unless_loom};
+
+/// The per-CPU caches, the depot and the global bitmap, with their counters.
+pub struct Engine<B, C> {
+    /// The bottom layer. Lock order: cache -> depot -> global.
+    pub(crate) global: TimedLock<Global<B>>,
+    /// Full magazines shared by all CPUs.
+    pub(crate) depot: Depot,
+    /// The per-CPU caches, index = CPU number; unset until `attach_caches`.
+    pub(crate) caches: spin::Once<&'static [&'static CpuCache]>,
+    /// Counters of operations made before caches were attached (shared, updated atomically).
+    pub(crate) early: CpuCounters,
+    /// [`Mode`] as a `u8` (0 = magazine, so all-zero bytes mean magazine mode).
+    pub(crate) mode: AtomicU8,
+    /// Number of reclaims in progress; while non-zero no frame moves into a cache.
+    pub(crate) reclaiming: AtomicUsize,
+    /// Times the global and depot locks.
+    pub(crate) clock: Clock,
+    /// Validates frees (checked in-use map or bounds check).
+    pub(crate) check: C,
+}
+
+/// Where a CPU's operations go: its cache, or (before caches are attached) the global layer.
+#[derive(Clone, Copy)]
+pub(crate) enum Route<'a> {
+    /// No cache attached yet: straight to the global layer, shared early counters.
+    Early,
+    /// The CPU's own cache.
+    Cpu(&'a CpuCache),
+}
+
+const MAGAZINE_MODE: u8 = 0;
+const BASELINE_MODE: u8 = 1;
+
+impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
+    const_unless_loom! {
+        /// An allocator managing nothing, in magazine mode, with no caches attached.
+        /// All-zero bytes are this same value.
+        pub fn new() -> Self {
+            Self {
+                global: TimedLock::new(Global::new()),
+                depot: Depot::new(),
+                caches: spin::Once::new(),
+                early: CpuCounters::new(),
+                mode: AtomicU8::new(MAGAZINE_MODE),
+                reclaiming: AtomicUsize::new(0),
+                clock: Clock::new(),
+                check: C::NEW,
+            }
+        }
+    }
+
+    /// Frame numbers from here up are never managed: the smaller of the bitmap's and the
+    /// check's reach.
+    pub(crate) const REACH: u64 = {
+        let bitmap = B::CAP as u64;
+        if bitmap < C::REACH { bitmap } else { C::REACH }
+    };
+
+    /// Adds usable memory; see [`crate::FrameAllocator::add_ranges`].
+    pub fn add_ranges(&self, ranges: &[PhysRange]) -> AddReport {
+        let mut report = AddReport::default();
+        let mut global = self.global.lock(&self.clock);
+        for range in ranges {
+            report.unaligned_bytes += range.unaligned_bytes();
+            let frames = range.frames();
+            if frames.is_empty() {
+                report.empty_ranges += 1;
+                continue;
+            }
+            global.add(frames, Self::REACH, &mut report);
+        }
+        self.check.note_managed_end(global.end());
+        report
+    }
+
+    /// Sets the clock that times the global and depot locks.
+    pub fn set_clock(&self, now: fn() -> u64) {
+        self.clock.set(now);
+    }
+
+    /// Registers the per-CPU caches (index = CPU number), once.
+    pub fn try_attach_caches(
+        &self,
+        caches: &'static [&'static CpuCache],
+    ) -> Result<(), AttachError> {
+        if caches.is_empty() {
+            return Err(AttachError::Empty);
+        }
+        if let Some((first, second)) = first_duplicate(caches) {
+            return Err(AttachError::Duplicate { first, second });
+        }
+        let mut attached_now = false;
+        self.caches.call_once(|| {
+            attached_now = true;
+            caches
+        });
+        if attached_now {
+            Ok(())
+        } else {
+            Err(AttachError::AlreadyAttached)
+        }
+    }
+
+    /// The route of CPU `cpu`, or `None` if caches are attached but none is CPU `cpu`'s.
+    #[inline]
+    pub(crate) fn route(&self, cpu: usize) -> Option<Route<'_>> {
+        match self.caches.get() {
+            None => Some(Route::Early),
+            Some(caches) => caches.get(cpu).map(|&cache| Route::Cpu(cache)),
+        }
+    }
+
+    /// Adds `n` to counter `c` of `route`'s CPU (or of the shared early counters).
+    #[inline]
+    pub(crate) fn count(&self, route: Route<'_>, c: Counter, n: u64) {
+        match route {
+            Route::Early => self.early.add_shared(c, n),
+            Route::Cpu(cache) => cache.counters().add(c, n),
+        }
+    }
+
+    /// Whether operations go to the global layer directly.
+    #[inline]
+    pub(crate) fn is_baseline(&self) -> bool {
+        self.mode.load(Relaxed) == BASELINE_MODE
+    }
+
+    /// Whether frames may move into a cache now: not in baseline mode, no reclaim running.
+    /// Read under the CPU's cache lock (see [`crate::reclaim`] for why that suffices).
+    pub(crate) fn may_fill_caches(&self) -> bool {
+        !self.is_baseline() && self.reclaiming.load(Relaxed) == 0
+    }
+
+    /// Switches mode; switching to baseline drains every cache and the depot, and no frame
+    /// enters a cache again until magazine mode returns.
+    pub fn set_mode(&self, mode: Mode) {
+        let raw = match mode {
+            Mode::Magazine => MAGAZINE_MODE,
+            Mode::Baseline => BASELINE_MODE,
+        };
+        self.mode.store(raw, Relaxed);
+        if mode == Mode::Baseline {
+            self.drain_all();
+        }
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        if self.is_baseline() {
+            Mode::Baseline
+        } else {
+            Mode::Magazine
+        }
+    }
+
+    /// The attached caches (empty before `attach_caches`).
+    pub(crate) fn caches(&self) -> &'static [&'static CpuCache] {
+        self.caches.get().copied().unwrap_or(&[])
+    }
+
+    /// Caps the frames the depot may hold; returns the cap in force (whole magazines) after
+    /// spilling any excess to the global layer.
+    pub fn set_depot_cap(&self, max_frames: usize) -> usize {
+        let cap = self.depot.set_cap(&self.clock, max_frames);
+        self.spill_depot(true);
+        cap
+    }
+
+    /// A snapshot of the whole allocator (exact when quiescent).
+    pub fn stats(&self) -> Stats {
+        let mut cpu = self.early.snapshot();
+        let mut net_allocated = self.early.net_allocated();
+        let mut cached = 0;
+        for cache in self.caches() {
+            cpu.accumulate(&cache.stats());
+            net_allocated += cache.counters().net_allocated();
+            cached += cache.cached_frames();
+        }
+        let depot_frames = self.depot.frames();
+        let (managed, free, anomalies) = {
+            let global = self.global.lock_quietly();
+            (global.managed(), global.free_frames(), global.anomalies())
+        };
+        Stats {
+            managed,
+            free,
+            cached: cached + depot_frames,
+            allocated: u64::try_from(net_allocated).unwrap_or(0),
+            depot_frames,
+            anomalies,
+            cpu,
+            global_lock: self.global.stats(),
+            depot_lock: self.depot.lock_stats(),
+            mode: self.mode(),
+            cpus: self.caches().len(),
+        }
+    }
+
+    /// CPU `cpu`'s counters since the last reset (zeros for a CPU without a cache).
+    pub fn cpu_stats(&self, cpu: usize) -> CpuStats {
+        self.caches()
+            .get(cpu)
+            .map_or_else(CpuStats::default, |cache| cache.stats())
+    }
+
+    /// Zeroes every statistics counter (the frame accounting is kept).
+    pub fn reset_counters(&self) {
+        self.early.reset();
+        for cache in self.caches() {
+            cache.counters().reset();
+        }
+        self.global.reset_stats();
+        self.depot.reset_lock_stats();
+    }
+
+    /// Frames the checked in-use map marks allocated (`None` without the `checked` map).
+    pub fn in_use_frames(&self) -> Option<u64> {
+        self.check.in_use()
+    }
+}
+
+/// The indices of the first two entries that are the same cache, if any.
+fn first_duplicate(caches: &[&CpuCache]) -> Option<(usize, usize)> {
+    caches.iter().enumerate().find_map(|(i, a)| {
+        caches[i + 1..]
+            .iter()
+            .position(|b| core::ptr::eq(*a, *b))
+            .map(|j| (i, i + 1 + j))
+    })
+}
+
+impl<B: BitAlloc, C: FrameCheck> Default for Engine<B, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,192 @@
+//! The crate's only `unsafe`: the CPU-guard contract, the spin lock and the clock cell.
+//!
+//! - [`CpuGuard`] is an `unsafe trait`: the allocator trusts its implementors to prove that
+//!   the caller alone plays CPU `cpu()`, which is what lets a CPU's counters be updated with
+//!   plain loads and stores and its cache lock be uncontended.
+//! - [`RawSpinLock`] is a test-and-test-and-set lock whose acquisition is one `xchg`: the
+//!   fast path takes a cache lock twice per alloc+free pair, and `spin`'s compare-exchange
+//!   loop costs a few instructions more each time (the fast path's budget is 60 per pair).
+//! - [`Clock`] keeps the lock-timing function pointer in an `AtomicPtr`, so `set_clock` works
+//!   on an allocator that already lives in a `static` and is shared by every CPU.
+//!
+//! # Implementation
+//! The lock hands out its `UnsafeCell` contents only through a guard that exists while the
+//! flag is held. A function pointer goes into the clock cell as `*mut ()` and comes back out
+//! by `transmute`; the cell accepts nothing but `fn() -> u64`, so every non-null value it
+//! holds is one.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use spin_lock::{RawSpinGuard, RawSpinLock};
+
+/// Proof that the holder runs on CPU `cpu()` with interrupts off (or, on the host, that this
+/// thread alone plays that CPU), so the CPU's cache has no other local user meanwhile.
+///
+/// # Safety
+/// Implementors guarantee that, while a value exists, no other code runs as `cpu()`: no other
+/// thread or CPU holds a guard naming the same number, and no interrupt handler on this CPU
+/// uses the allocator (interrupts are off). The allocator relies on it for its per-CPU
+/// counters and for never contending on its own cache lock except with a remote drain.
+pub unsafe trait CpuGuard {
+    /// The number of the CPU this guard pins: the index of its cache in `attach_caches`.
+    fn cpu(&self) -> usize;
+}
+
+/// The clock that times the global and depot locks: TSC in the kernel, a monotonic counter on
+/// the host. Until one is set it reads 0, so lock timings stay 0.
+pub(crate) struct Clock {
+    now: AtomicPtr<()>,
+}
+
+// A `fn` pointer must round-trip through a data pointer unchanged.
+const _: () = assert!(size_of::<fn() -> u64>() == size_of::<*mut ()>());
+
+impl Clock {
+    /// A clock that reads 0 until [`Clock::set`].
+    pub(crate) const fn new() -> Self {
+        Self {
+            now: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// Installs `now` as the time source.
+    pub(crate) fn set(&self, now: fn() -> u64) {
+        self.now.store(now as *mut (), Ordering::Release);
+    }
+
+    /// The current time, or 0 without a clock.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        let raw = self.now.load(Ordering::Acquire);
+        if raw.is_null() {
+            return 0;
+        }
+        // SAFETY: `set` is the only writer and stores only `fn() -> u64` pointers cast to
+        // `*mut ()`; the two have the same size (asserted above), so transmuting a non-null
+        // value back yields the function pointer that was stored.
+        let now = unsafe { core::mem::transmute::<*mut (), fn() -> u64>(raw) };
+        now()
+    }
+}
+
+/// The spin lock; loom builds use loom's mutex instead (see `crate::sync`).
+#[cfg(not(loom))]
+mod spin_lock {
+    use core::cell::UnsafeCell;
+    use core::ops::{Deref, DerefMut};
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// A busy-waiting lock: `swap(true)` to take it, spin reading while it is held, store
+    /// `false` to release it. All-zero bytes are an unlocked lock around zero bytes of `T`.
+    pub(crate) struct RawSpinLock<T> {
+        locked: AtomicBool,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: the lock hands `&mut T` to one holder at a time, so sharing it between threads only
+    // moves `T` between them: `T: Send` suffices, as for `std::sync::Mutex`.
+    unsafe impl<T: Send> Sync for RawSpinLock<T> {}
+
+    /// Proof of holding a [`RawSpinLock`]; releases it when dropped.
+    pub(crate) struct RawSpinGuard<'a, T> {
+        lock: &'a RawSpinLock<T>,
+    }
+
+    impl<T> RawSpinLock<T> {
+        /// An unlocked lock around `value`.
+        pub(crate) const fn new(value: T) -> Self {
+            Self {
+                locked: AtomicBool::new(false),
+                value: UnsafeCell::new(value),
+            }
+        }
+
+        /// Takes the lock if it is free right now.
+        #[inline(always)]
+        pub(crate) fn try_lock(&self) -> Option<RawSpinGuard<'_, T>> {
+            if self.locked.swap(true, Ordering::Acquire) {
+                None
+            } else {
+                Some(RawSpinGuard { lock: self })
+            }
+        }
+
+        /// Spins until the lock is free, then takes it.
+        #[inline(always)]
+        pub(crate) fn lock(&self) -> RawSpinGuard<'_, T> {
+            match self.try_lock() {
+                Some(guard) => guard,
+                None => self.lock_contended(),
+            }
+        }
+
+        #[cold]
+        fn lock_contended(&self) -> RawSpinGuard<'_, T> {
+            loop {
+                // Spin on a plain read so waiters share the line until the holder releases it.
+                while self.locked.load(Ordering::Relaxed) {
+                    core::hint::spin_loop();
+                }
+                if let Some(guard) = self.try_lock() {
+                    return guard;
+                }
+            }
+        }
+    }
+
+    impl<T> Deref for RawSpinGuard<'_, T> {
+        type Target = T;
+        #[inline(always)]
+        fn deref(&self) -> &T {
+            // SAFETY: a guard exists only while its holder owns the lock flag (set by the
+            // `swap` that created it, cleared by its `drop`), so no `&mut T` exists elsewhere.
+            unsafe { &*self.lock.value.get() }
+        }
+    }
+
+    impl<T> DerefMut for RawSpinGuard<'_, T> {
+        #[inline(always)]
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: as for `deref`, and `&mut self` makes this the guard's only live borrow.
+            unsafe { &mut *self.lock.value.get() }
+        }
+    }
+
+    impl<T> Drop for RawSpinGuard<'_, T> {
+        #[inline(always)]
+        fn drop(&mut self) {
+            self.lock.locked.store(false, Ordering::Release);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lock_excludes_and_releases() {
+            let lock = RawSpinLock::new(1u32);
+            let mut held = lock.lock();
+            assert!(lock.try_lock().is_none());
+            *held += 1;
+            drop(held);
+            assert_eq!(*lock.try_lock().unwrap(), 2);
+        }
+
+        #[test]
+        fn threads_increment_without_losing_updates() {
+            let lock = RawSpinLock::new(0u64);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..10_000 {
+                            *lock.lock() += 1;
+                        }
+                    });
+                }
+            });
+            assert_eq!(*lock.lock(), 40_000);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The synchronising primitives of the allocator, swapped for loom's under `cfg(loom)`.
+//!
+//! Only what orders frames between CPUs goes through here: the spin locks of the three layers
+//! and the two atomics that steer the slow paths (the mode and the reclaim flag). Statistics
+//! counters and the checked bitmap use `core` atomics directly: loom need not explore them.
+//!
+//! # Implementation
+//! Outside loom a lock is [`crate::raw::RawSpinLock`] (one `xchg` to take; all-zero bytes are
+//! its unlocked state). Under loom it is `loom::sync::Mutex`, whose constructor is not
+//! `const`: constructors that must be `const` in the kernel use [`const_unless_loom!`].
+#![deny(unsafe_code)]
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize};
+
+/// Declares a function `const` in normal builds and non-`const` under loom, whose locks and
+/// atomics cannot be built in a constant.
+macro_rules! const_unless_loom {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$attr])*
+        $vis const fn $($rest)*
+
+        #[cfg(loom)]
+        $(#[$attr])*
+        $vis fn $($rest)*
+    };
+}
+pub(crate) use const_unless_loom;
+
+/// A busy-waiting mutual-exclusion lock (loom's model lock under `cfg(loom)`).
+pub(crate) struct SpinLock<T> {
+    #[cfg(not(loom))]
+    inner: crate::raw::RawSpinLock<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+/// Proof of holding a [`SpinLock`]; releases it when dropped.
+#[cfg(not(loom))]
+pub(crate) type SpinGuard<'a, T> = crate::raw::RawSpinGuard<'a, T>;
+/// Proof of holding a [`SpinLock`]; releases it when dropped.
+#[cfg(loom)]
+pub(crate) type SpinGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> SpinLock<T> {
+    const_unless_loom! {
+        /// An unlocked lock around `value`.
+        pub(crate) fn new(value: T) -> Self {
+            #[cfg(not(loom))]
+            let inner = crate::raw::RawSpinLock::new(value);
+            #[cfg(loom)]
+            let inner = loom::sync::Mutex::new(value);
+            Self { inner }
+        }
+    }
+
+    /// Spins until the lock is free, then takes it.
+    #[inline(always)]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.inner.lock();
+        #[cfg(loom)]
+        return self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+
+    /// Takes the lock if it is free right now.
+    #[inline(always)]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        #[cfg(not(loom))]
+        return self.inner.try_lock();
+        #[cfg(loom)]
+        return match self.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+    }
+}

@@ -1,0 +1,162 @@
+//! Boot tests (issue 2, kernel side): the kernel reaches `RESULT PASS` in `test=boot` at
+//! several CPU counts, memory sizes and APIC modes, every CPU reports online exactly once,
+//! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tests::{Boot, Outcome, Status, boot};
+
+/// Wall-clock limit per boot: TCG on two host cores, tests running in parallel.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn run(smp: u32, mem: &str, cpu: &str) -> Outcome {
+    boot(&Boot {
+        smp,
+        mem,
+        cpu,
+        cmdline: "test=boot",
+        timeout: TIMEOUT,
+        ..Default::default()
+    })
+}
+
+/// The `cpu <index> online lapic=<id> apic=<mode>` lines, parsed.
+fn online_lines(out: &Outcome) -> Vec<(usize, u32, String)> {
+    out.lines_with("cpu ")
+        .filter(|l| l.contains(" online "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let index = words[1].parse().expect("cpu index");
+            let rec = tests::parse_record(l);
+            let lapic = rec["lapic"].parse().expect("lapic id");
+            (index, lapic, rec["apic"].clone())
+        })
+        .collect()
+}
+
+/// Asserts a passing boot with `smp` distinct CPUs online, all in APIC mode `apic`.
+fn assert_booted(out: &Outcome, smp: u32, apic: &str) {
+    out.assert_passed();
+    let online = online_lines(out);
+    assert_eq!(online.len(), smp as usize, "online lines:\n{}", out.serial);
+    let indices: BTreeSet<usize> = online.iter().map(|o| o.0).collect();
+    assert_eq!(
+        indices,
+        (0..smp as usize).collect(),
+        "cpu indices:\n{}",
+        out.serial
+    );
+    let lapics: BTreeSet<u32> = online.iter().map(|o| o.1).collect();
+    assert_eq!(
+        lapics.len(),
+        smp as usize,
+        "duplicate lapic ids:\n{}",
+        out.serial
+    );
+    assert!(
+        online.iter().all(|o| o.2 == apic),
+        "expected apic={apic} on every cpu:\n{}",
+        out.serial
+    );
+    for fact in [
+        "bootloader: ",
+        "hhdm offset: 0x",
+        "memory map: ",
+        "usable memory: ",
+        "tsc: ",
+        "timer ticks: min=",
+    ] {
+        out.assert_contains(fact);
+    }
+    out.assert_contains(&format!("cpus: {smp} "));
+}
+
+#[test]
+fn boots_one_cpu() {
+    assert_booted(&run(1, "512M", "max"), 1, "x2apic");
+}
+
+#[test]
+fn boots_two_cpus() {
+    assert_booted(&run(2, "512M", "max"), 2, "x2apic");
+}
+
+#[test]
+fn boots_four_cpus() {
+    assert_booted(&run(4, "512M", "max"), 4, "x2apic");
+}
+
+#[test]
+fn boots_eight_cpus() {
+    assert_booted(&run(8, "512M", "max"), 8, "x2apic");
+}
+
+#[test]
+fn boots_with_128m() {
+    let out = run(2, "128M", "max");
+    assert_booted(&out, 2, "x2apic");
+    let mib = usable_mib(&out);
+    assert!((64..128).contains(&mib), "usable {mib} MiB at -m 128M");
+}
+
+#[test]
+fn boots_with_1g() {
+    let out = run(2, "1G", "max");
+    assert_booted(&out, 2, "x2apic");
+    let mib = usable_mib(&out);
+    assert!((900..1024).contains(&mib), "usable {mib} MiB at -m 1G");
+}
+
+#[test]
+fn boots_with_6g_above_4g() {
+    let out = run(2, "6G", "max");
+    assert_booted(&out, 2, "x2apic");
+    let mib = usable_mib(&out);
+    assert!((5800..6144).contains(&mib), "usable {mib} MiB at -m 6G");
+}
+
+#[test]
+fn boots_xapic_only_cpu() {
+    assert_booted(&run(4, "512M", "qemu64"), 4, "xapic");
+}
+
+#[test]
+fn boots_max_without_x2apic() {
+    assert_booted(&run(4, "512M", "max,-x2apic"), 4, "xapic");
+}
+
+#[test]
+fn empty_cmdline_boots() {
+    let out = boot(&Boot {
+        smp: 2,
+        cmdline: "",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    assert_booted(&out, 2, "x2apic");
+}
+
+#[test]
+fn unknown_mode_fails_with_its_name() {
+    let out = boot(&Boot {
+        smp: 1,
+        cmdline: "test=no-such-mode",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    out.assert_status(Status::Failed);
+    out.assert_contains("RESULT FAIL unknown test mode 'no-such-mode'");
+}
+
+/// The `usable memory: <n> MiB` figure.
+fn usable_mib(out: &Outcome) -> u64 {
+    let line = out
+        .lines_with("usable memory: ")
+        .next()
+        .expect("usable memory line");
+    line.trim_start_matches("usable memory: ")
+        .trim_end_matches(" MiB")
+        .parse()
+        .expect("usable MiB")
+}
