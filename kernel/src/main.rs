@@ -15,15 +15,16 @@
 //! 3. AP: installs its per-CPU area from the MP `extra_argument`, moves to its kernel stack,
 //!    loads the kernel's page tables and its own GDT/TSS/IDT, enables its local APIC and timer, reports
 //!    `cpu <index> online lapic=<id> apic=<mode>`, and idles serving cross-CPU calls.
-//! 4. [`modes::run`] runs the selected mode on the BSP.
+//! 4. BSP: the reclaim point (below): bootloader-reclaimable memory goes to `mm`.
+//! 5. [`modes::run`] runs the selected mode on the BSP.
 //!
 //! # Reclaim point
 //! After step 2 (once [`cpus::wait_for_aps`] returned) nothing of the bootloader's is in use:
 //! every fact the kernel keeps is in [`boot::BootInfo`], and every CPU runs on a kernel stack,
 //! with the kernel's GDT/TSS/IDT and the kernel's own page tables (built from `mm` frames in
-//! step 2, loaded by each AP first thing). From then on the bootloader-reclaimable ranges
-//! ([`boot::BootInfo::bootloader_reclaimable`]) may be handed to `mm`; Limine responses must
-//! not be read after that.
+//! step 2, loaded by each AP first thing). So the BSP hands the bootloader-reclaimable ranges
+//! ([`boot::BootInfo::bootloader_reclaimable`]) to `mm` there; Limine responses must not be
+//! read after that.
 #![no_std]
 #![no_main]
 
@@ -35,6 +36,7 @@ mod cpus;
 mod memory;
 mod modes;
 mod panic;
+mod stress;
 
 use x86_64::VirtAddr;
 
@@ -85,6 +87,7 @@ extern "C" fn bsp_main(_: usize) -> ! {
         ),
         Err(missing) => modes::finish(Err(alloc::format!("cpus {missing:?} did not come online"))),
     }
+    release_bootloader_memory(boot);
     modes::run(&Cmdline::new(&boot.cmdline))
 }
 
@@ -124,6 +127,16 @@ fn init_frames() {
         (report.added * mm::FRAME_SIZE) >> 20,
         report.beyond_reach,
         report.table_full
+    );
+}
+
+/// The reclaim point: see the crate docs.
+fn release_bootloader_memory(boot: &BootInfo) {
+    let report = memory::release_bootloader_memory(boot);
+    arch::println!(
+        "frames: {} bootloader-reclaimable frames released ({} KiB)",
+        report.added,
+        (report.added * mm::FRAME_SIZE) >> 10
     );
 }
 

@@ -110,7 +110,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
                 self.count(route, Counter::ContigAllocs, 1);
                 self.count(route, Counter::ContigAllocFrames, count as u64);
             }
-            Err(_) => self.count(route, Counter::AllocFailures, 1),
+            Err(_) => self.count(route, Counter::ContigFailures, 1),
         }
         result
     }

@@ -59,6 +59,12 @@ fn exhaustion_reclaims_frames_parked_in_other_caches() {
         s.cpu.alloc_failures, 2,
         "the end of alloc_all and the call above"
     );
+    let c = s.cpu;
+    assert_eq!(
+        c.hits + c.misses + c.direct,
+        c.allocs + c.frees + c.alloc_failures,
+        "a failed allocation is a miss, not a lost hit: {c:?}"
+    );
     assert!(e.cpu_stats(3).drains >= 1);
 }
 
@@ -130,7 +136,8 @@ fn contiguous_request_errors() {
         e.alloc_contiguous(&Cpu(4), 1, 0),
         Err(AllocError::UnknownCpu { cpu: 4 })
     );
-    assert_eq!(e.cpu_stats(0).alloc_failures, 5);
+    let c = e.cpu_stats(0);
+    assert_eq!((c.contig_failures, c.alloc_failures), (5, 0));
 }
 
 #[test]

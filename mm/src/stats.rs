@@ -63,8 +63,11 @@ pub struct CpuStats {
     pub contig_allocs: u64,
     /// Contiguous runs freed.
     pub contig_frees: u64,
-    /// Allocations that failed (any kind).
+    /// Single-frame allocations that failed (each also counted as a miss or a direct
+    /// operation: it went past the loaded magazine before it found nothing).
     pub alloc_failures: u64,
+    /// Contiguous allocations that failed.
+    pub contig_failures: u64,
     /// Frees rejected with an error.
     pub free_errors: u64,
 }
@@ -85,6 +88,7 @@ impl CpuStats {
         self.contig_allocs += other.contig_allocs;
         self.contig_frees += other.contig_frees;
         self.alloc_failures += other.alloc_failures;
+        self.contig_failures += other.contig_failures;
         self.free_errors += other.free_errors;
     }
 }
@@ -174,6 +178,7 @@ pub(crate) enum Counter {
     ContigAllocFrames,
     ContigFreeFrames,
     AllocFailures,
+    ContigFailures,
     FreeErrors,
 }
 
@@ -243,10 +248,13 @@ impl CpuCounters {
         use Counter::*;
         let s = |c| self.since_reset(c);
         let (allocs, frees, misses, direct) = (s(Allocs), s(Frees), s(Misses), s(Direct));
+        let failures = s(AllocFailures);
         CpuStats {
             allocs,
             frees,
-            hits: (allocs + frees).saturating_sub(misses + direct),
+            // Every single-frame call is a hit, a miss or direct; the fast path counts only
+            // its outcome (alloc, free or failure), so hits are what is left.
+            hits: (allocs + frees + failures).saturating_sub(misses + direct),
             misses,
             direct,
             depot_gets: s(DepotGets),
@@ -256,7 +264,8 @@ impl CpuCounters {
             drains: s(Drains),
             contig_allocs: s(ContigAllocs),
             contig_frees: s(ContigFrees),
-            alloc_failures: s(AllocFailures),
+            alloc_failures: failures,
+            contig_failures: s(ContigFailures),
             free_errors: s(FreeErrors),
         }
     }

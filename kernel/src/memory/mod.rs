@@ -2,8 +2,8 @@
 //! frames, kernel stacks and the heap.
 //!
 //! - [`FRAMES`]: the `mm` frame allocator, fed every USABLE memory-map entry by [`init`].
-//!   Bootloader-reclaimable memory is not fed here: [`BootInfo`](crate::boot::BootInfo) keeps
-//!   those ranges for the code that releases them at the reclaim point.
+//!   Bootloader-reclaimable memory joins it later, through [`release_bootloader_memory`], at
+//!   the reclaim point (once every CPU runs on the kernel's stacks and tables).
 //! - [`KernelCpu`]: the kernel's CPU-pinning, interrupts-off guard, the proof `mm` needs.
 //! - [`PageTableFrames`]: an `x86_64` frame allocator backed by [`FRAMES`], for `arch`'s
 //!   page-table edits (MMIO, stack mappings).
@@ -68,7 +68,7 @@ pub fn init(entries: &[&Entry]) -> AddReport {
         if n == 0 {
             return total;
         }
-        accumulate(&mut total, FRAMES.add_ranges(&chunk[..n]));
+        total.accumulate(&FRAMES.add_ranges(&chunk[..n]));
     }
 }
 
@@ -82,14 +82,12 @@ pub fn attach_cpu_caches() -> usize {
     count
 }
 
-fn accumulate(total: &mut AddReport, r: AddReport) {
-    total.added += r.added;
-    total.overlapping += r.overlapping;
-    total.beyond_reach += r.beyond_reach;
-    total.skipped_frame_zero |= r.skipped_frame_zero;
-    total.unaligned_bytes += r.unaligned_bytes;
-    total.empty_ranges += r.empty_ranges;
-    total.table_full += r.table_full;
+/// Hands the bootloader-reclaimable ranges to [`FRAMES`]. Once, on the BSP, at the reclaim
+/// point (see the crate docs): every CPU is online and nothing of the bootloader's is in use.
+pub fn release_bootloader_memory(boot: &BootInfo) -> AddReport {
+    // The allocator's management calls need interrupts off (mm's interrupt rules).
+    let _cpu = pin();
+    FRAMES.add_ranges(&boot.bootloader_reclaimable)
 }
 
 /// Page-table frames from [`FRAMES`], for `arch::paging`.

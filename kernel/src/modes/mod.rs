@@ -1,13 +1,14 @@
-//! Test modes, selected by `test=<mode>` on the command line (default `boot`).
+//! Test modes, selected by `test=<mode>` on the command line (default `stress`).
 //!
 //! Each mode is a function that runs on the BSP after every CPU is online and returns
 //! `Ok(())` or `Err(reason)`; [`finish`] turns that into `RESULT PASS` / `RESULT FAIL <reason>`
 //! and the QEMU exit code. Modes that end the run themselves (a deliberate fault or panic)
-//! never return. To add a mode (the allocator stress suite in `kernel/src/stress/`), add its
-//! line to [`MODES`].
+//! never return. The allocator stress suite lives in `kernel/src/stress/`. To add a mode, add
+//! its line to [`MODES`].
 #![deny(unsafe_code)]
 
 mod boot;
+mod double_free;
 mod faults;
 mod ipi;
 mod timer;
@@ -24,7 +25,9 @@ type Mode = fn() -> Result<(), String>;
 
 /// Every mode, by its `test=` name.
 const MODES: &[(&str, Mode)] = &[
+    ("stress", crate::stress::run),
     ("boot", boot::run),
+    ("double-free", double_free::run),
     ("ipi", ipi::run),
     ("timer", timer::run),
     ("pagefault", faults::page_fault),
@@ -33,7 +36,7 @@ const MODES: &[(&str, Mode)] = &[
 ];
 
 /// The mode used when the command line names none.
-const DEFAULT_MODE: &str = "boot";
+const DEFAULT_MODE: &str = "stress";
 
 /// Registers the modes' interrupt handlers. BSP, before the APs start.
 pub fn init() {

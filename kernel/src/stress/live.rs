@@ -28,7 +28,12 @@ impl Live {
     /// A reporter for `phase` in `mode`, starting now.
     pub fn new(phase: &'static str, mode: Mode) -> Self {
         let now = arch::tsc::now();
-        Live { phase, mode, started: now, next: AtomicU64::new(now + arch::tsc::cycles_in(INTERVAL)) }
+        Live {
+            phase,
+            mode,
+            started: now,
+            next: AtomicU64::new(now + arch::tsc::cycles_in(INTERVAL)),
+        }
     }
 
     /// Prints a summary if the interval has passed; `own_ops` is the caller's progress.
@@ -37,7 +42,8 @@ impl Live {
         if now < self.next.load(Ordering::Relaxed) {
             return;
         }
-        self.next.store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
+        self.next
+            .store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
         let s = {
             // The statistics path takes the allocator's locks: interrupts off meanwhile.
             let _cpu = pin();

@@ -83,7 +83,10 @@ pub struct PhaseRun {
 pub fn run() -> Result<(), String> {
     let cpus = smp::cpu_count();
     if smp::bringup::online_count() != cpus {
-        return Err(alloc::format!("only {} of {cpus} cpus online", smp::bringup::online_count()));
+        return Err(alloc::format!(
+            "only {} of {cpus} cpus online",
+            smp::bringup::online_count()
+        ));
     }
     let stamper = Stamper::new(BootInfo::get().hhdm_offset);
     let mut runs = Vec::new();

@@ -55,8 +55,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order they run.
-    pub const ALL: [Phase; 5] =
-        [Phase::Repeat, Phase::Bulk, Phase::Cross, Phase::Random, Phase::Exhaust];
+    pub const ALL: [Phase; 5] = [
+        Phase::Repeat,
+        Phase::Bulk,
+        Phase::Cross,
+        Phase::Random,
+        Phase::Exhaust,
+    ];
 
     /// The name used in `STAT` lines.
     pub fn name(self) -> &'static str {
@@ -173,7 +178,11 @@ fn cross(w: &mut Worker, s: &Shared) {
 /// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
 fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
     let next = (current + 1) % cpus;
-    if next == me && cpus > 1 { (next + 1) % cpus } else { next }
+    if next == me && cpus > 1 {
+        (next + 1) % cpus
+    } else {
+        next
+    }
 }
 
 /// Frees everything queued for this CPU; returns how many frames that was.

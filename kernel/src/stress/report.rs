@@ -52,7 +52,11 @@ fn figures(run: &PhaseRun) -> Figures {
 /// Prints the `STAT` line and the per-CPU table of `run`.
 pub fn print_phase(run: &PhaseRun) {
     let f = figures(run);
-    let (g, d, k) = (&run.after.global_lock, &run.after.depot_lock, &run.after.cpu);
+    let (g, d, k) = (
+        &run.after.global_lock,
+        &run.after.depot_lock,
+        &run.after.cpu,
+    );
     arch::println!(
         "STAT phase={} mode={} cpus={} ops={} cycles_per_op={:.1} ops_per_s={:.0} \
          hit_rate={:.4} lock_acq={} contended={} wait_cycles={} max_hold_cycles={} \
@@ -97,8 +101,17 @@ pub fn print_phase(run: &PhaseRun) {
 fn print_cpu_table(run: &PhaseRun) {
     arch::println!(
         "  {:>4} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}",
-        "cpu", "ops", "allocs", "frees", "hits", "misses", "depot<", "depot>", "refill",
-        "spill", "kcycles"
+        "cpu",
+        "ops",
+        "allocs",
+        "frees",
+        "hits",
+        "misses",
+        "depot<",
+        "depot>",
+        "refill",
+        "spill",
+        "kcycles"
     );
     for (cpu, c) in run.cpus.iter().enumerate() {
         let k = &c.counters;
@@ -130,11 +143,19 @@ pub fn print_comparison(runs: &[PhaseRun]) {
     arch::println!("comparison at {cpus} cpus (ops/s; ratio = magazine / baseline):");
     arch::println!(
         "  {:<8} {:>13} {:>13} {:>7} {:>9} {:>10} {:>10}",
-        "phase", "baseline", "magazine", "ratio", "hit_rate", "acq(base)", "acq(mag)"
+        "phase",
+        "baseline",
+        "magazine",
+        "ratio",
+        "hit_rate",
+        "acq(base)",
+        "acq(mag)"
     );
     for phase in Phase::ALL {
-        let (Some(b), Some(m)) = (find(runs, phase, Mode::Baseline), find(runs, phase, Mode::Magazine))
-        else {
+        let (Some(b), Some(m)) = (
+            find(runs, phase, Mode::Baseline),
+            find(runs, phase, Mode::Magazine),
+        ) else {
             continue;
         };
         let (fb, fm) = (figures(b), figures(m));
@@ -155,8 +176,10 @@ pub fn print_comparison(runs: &[PhaseRun]) {
 /// `met=yes|no`, not enforced (the figures depend on the host and the CPU count).
 pub fn print_targets(runs: &[PhaseRun]) {
     for phase in Phase::ALL {
-        let (Some(b), Some(m)) = (find(runs, phase, Mode::Baseline), find(runs, phase, Mode::Magazine))
-        else {
+        let (Some(b), Some(m)) = (
+            find(runs, phase, Mode::Baseline),
+            find(runs, phase, Mode::Magazine),
+        ) else {
             continue;
         };
         let (fb, fm) = (figures(b), figures(m));
@@ -167,7 +190,12 @@ pub fn print_targets(runs: &[PhaseRun]) {
         };
         if let Some(want) = want_hits {
             target(phase, "hit_rate", fm.hit_rate, Want::AtLeast(want));
-            target(phase, "acq_per_magazine", fm.acq_per_magazine, Want::AtMost(2.0));
+            target(
+                phase,
+                "acq_per_magazine",
+                fm.acq_per_magazine,
+                Want::AtMost(2.0),
+            );
         }
         if matches!(phase, Phase::Bulk | Phase::Cross) {
             let speedup = fm.ops_per_s / fb.ops_per_s.max(1e-9);

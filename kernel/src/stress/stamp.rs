@@ -53,7 +53,11 @@ impl Stamper {
     /// The caller holds `frame`: the frame allocator handed it out and it was not freed
     /// since, so nothing else in the kernel uses its memory; and the HHDM maps it writable.
     pub unsafe fn write(&self, frame: Frame, stamp: Stamp) {
-        let raw = Raw { check: MAGIC ^ frame.number(), tag: stamp.tag, link: stamp.link };
+        let raw = Raw {
+            check: MAGIC ^ frame.number(),
+            tag: stamp.tag,
+            link: stamp.link,
+        };
         // SAFETY: (1) the caller holds the frame, so no one else accesses these bytes; (2) the
         // HHDM maps it writable and 4 KiB-aligned, so the 24 bytes are valid and aligned.
         unsafe { self.raw(frame).write_volatile(raw) }
@@ -66,7 +70,10 @@ impl Stamper {
     pub unsafe fn read(&self, frame: Frame) -> Option<Stamp> {
         // SAFETY: as in `write`: held by the caller, mapped, aligned.
         let raw = unsafe { self.raw(frame).read_volatile() };
-        (raw.check == MAGIC ^ frame.number()).then_some(Stamp { tag: raw.tag, link: raw.link })
+        (raw.check == MAGIC ^ frame.number()).then_some(Stamp {
+            tag: raw.tag,
+            link: raw.link,
+        })
     }
 }
 

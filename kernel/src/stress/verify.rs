@@ -39,15 +39,22 @@ fn books_balance(run: &PhaseRun) -> Result<(), String> {
         ));
     }
     if a.allocated != b.allocated {
-        return Err(format!("allocated {} before, {} after: frames lost", b.allocated, a.allocated));
+        return Err(format!(
+            "allocated {} before, {} after: frames lost",
+            b.allocated, a.allocated
+        ));
     }
     if a.anomalies != b.anomalies {
-        return Err(format!("{} new bitmap anomalies", a.anomalies - b.anomalies));
+        return Err(format!(
+            "{} new bitmap anomalies",
+            a.anomalies - b.anomalies
+        ));
     }
     match run.in_use {
-        Some(in_use) if in_use != a.allocated => {
-            Err(format!("checked map marks {in_use} frames in use, books say {}", a.allocated))
-        }
+        Some(in_use) if in_use != a.allocated => Err(format!(
+            "checked map marks {in_use} frames in use, books say {}",
+            a.allocated
+        )),
         _ => Ok(()),
     }
 }
@@ -58,12 +65,15 @@ fn counters_agree(run: &PhaseRun) -> Result<(), String> {
         let k = &c.counters;
         let counted = k.allocs + k.frees + k.contig_allocs + k.contig_frees;
         if counted != c.ops {
-            return Err(format!("cpu {cpu}: did {} operations, allocator counted {counted}", c.ops));
-        }
-        if k.hits + k.misses + k.direct != k.allocs + k.frees {
             return Err(format!(
-                "cpu {cpu}: hits {} + misses {} + direct {} != allocs {} + frees {}",
-                k.hits, k.misses, k.direct, k.allocs, k.frees
+                "cpu {cpu}: did {} operations, allocator counted {counted}",
+                c.ops
+            ));
+        }
+        if k.hits + k.misses + k.direct != k.allocs + k.frees + k.alloc_failures {
+            return Err(format!(
+                "cpu {cpu}: hits {} + misses {} + direct {} != allocs {} + frees {} + failures {}",
+                k.hits, k.misses, k.direct, k.allocs, k.frees, k.alloc_failures
             ));
         }
     }
@@ -74,7 +84,10 @@ fn counters_agree(run: &PhaseRun) -> Result<(), String> {
 fn everything_obtained(run: &PhaseRun) -> Result<(), String> {
     let available = run.before.free + run.before.cached;
     if run.exhausted != available {
-        return Err(format!("obtained {} frames of {available} available", run.exhausted));
+        return Err(format!(
+            "obtained {} frames of {available} available",
+            run.exhausted
+        ));
     }
     Ok(())
 }

@@ -44,7 +44,15 @@ pub struct Worker<'a> {
 impl<'a> Worker<'a> {
     /// A worker for `cpu`; `live` is `Some` on the CPU that prints live counters.
     pub fn new(cpu: usize, stamper: Stamper, live: Option<&'a Live>) -> Self {
-        Worker { cpu, ops: 0, errors: 0, first_error: None, stamper, seq: 0, live }
+        Worker {
+            cpu,
+            ops: 0,
+            errors: 0,
+            first_error: None,
+            stamper,
+            seq: 0,
+            live,
+        }
     }
 
     /// Records an error (the first one verbatim).
@@ -71,7 +79,9 @@ impl<'a> Worker<'a> {
         if let Ok(first) = result
             && first.number() % (1 << align_log2) != 0
         {
-            self.fail(format!("contiguous run at {first:?} misses its 2^{align_log2} alignment"));
+            self.fail(format!(
+                "contiguous run at {first:?} misses its 2^{align_log2} alignment"
+            ));
         }
         self.took(result.map(|frame| (frame, count)), true)
     }
@@ -86,7 +96,11 @@ impl<'a> Worker<'a> {
             Ok((frame, count)) => {
                 self.ops += 1;
                 self.seq += 1;
-                let held = Held { frame, count, tag: tag(self.cpu, self.seq) };
+                let held = Held {
+                    frame,
+                    count,
+                    tag: tag(self.cpu, self.seq),
+                };
                 self.stamp(&held, 0);
                 Some(held)
             }
@@ -104,7 +118,15 @@ impl<'a> Worker<'a> {
         for n in 0..held.count as u64 {
             let frame = Frame::from_number(held.frame.number() + n);
             // SAFETY: `held` came from the allocator to this worker and is not freed yet.
-            unsafe { self.stamper.write(frame, Stamp { tag: held.tag, link }) };
+            unsafe {
+                self.stamper.write(
+                    frame,
+                    Stamp {
+                        tag: held.tag,
+                        link,
+                    },
+                )
+            };
         }
     }
 
