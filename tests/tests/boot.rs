@@ -127,17 +127,6 @@ fn boots_max_without_x2apic() {
 }
 
 #[test]
-fn empty_cmdline_boots() {
-    let out = boot(&Boot {
-        smp: 2,
-        cmdline: "",
-        timeout: TIMEOUT,
-        ..Default::default()
-    });
-    assert_booted(&out, 2, "x2apic");
-}
-
-#[test]
 fn unknown_mode_fails_with_its_name() {
     let out = boot(&Boot {
         smp: 1,

@@ -4,7 +4,8 @@
 //! `STAT` keys, in order: `phase mode cpus ops cycles_per_op ops_per_s hit_rate lock_acq
 //! contended wait_cycles max_hold_cycles` (the global lock's figures), then more:
 //! `acq_per_magazine` (global acquisitions per magazine's worth of operations), the depot
-//! lock's figures, the summed per-CPU counters, `wall_us` and `balanced`.
+//! lock's figures, the summed per-CPU counters (failures and refused frees included),
+//! `wall_us` and `balanced`.
 #![deny(unsafe_code)]
 
 use mm::{MAGAZINE_SIZE, Mode};
@@ -62,8 +63,8 @@ pub fn print_phase(run: &PhaseRun) {
          hit_rate={:.4} lock_acq={} contended={} wait_cycles={} max_hold_cycles={} \
          acq_per_magazine={:.3} depot_acq={} depot_contended={} depot_wait_cycles={} \
          allocs={} frees={} hits={} misses={} direct={} depot_gets={} depot_puts={} \
-         refills={} spills={} drains={} contig_allocs={} contig_frees={} exhausted={} \
-         wall_us={} balanced={}",
+         refills={} spills={} drains={} contig_allocs={} contig_frees={} alloc_failures={} \
+         free_errors={} exhausted={} wall_us={} balanced={}",
         run.phase.name(),
         mode_name(run.mode),
         run.cpus.len(),
@@ -91,6 +92,8 @@ pub fn print_phase(run: &PhaseRun) {
         k.drains,
         k.contig_allocs,
         k.contig_frees,
+        k.alloc_failures,
+        k.free_errors,
         run.exhausted,
         f.wall_us,
         u8::from(run.after.is_balanced()),
