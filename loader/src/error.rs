@@ -16,7 +16,7 @@ pub enum Error {
     NoMemoryMap,
     /// The E820 table has more entries than the loader keeps.
     TooManyE820Entries(u32),
-    /// No module: the kernel ELF must be passed with `-initrd`.
+    /// No module, or an empty one: the kernel ELF must be passed with `-initrd`.
     NoModule,
     /// The command line is longer than the loader's copy of it.
     CmdlineTooLong,
@@ -43,6 +43,13 @@ pub enum Error {
     TooManySegments,
     /// The entry point is not inside an executable segment.
     EntryOutsideSegments(u64),
+    /// The kernel image needs more physically contiguous usable memory below 4 GiB than there is.
+    KernelDoesNotFit {
+        /// Size of the image (`virtual_base` to the end of its last page).
+        bytes: u64,
+        /// Physical alignment it needs.
+        align: u64,
+    },
     /// No usable memory left for an allocation of this many bytes.
     OutOfMemory {
         /// Size of the failed allocation.
@@ -111,7 +118,10 @@ impl fmt::Display for Error {
             }
             NoMemoryMap => write!(f, "PVH start_info version 0 has no memory map"),
             TooManyE820Entries(n) => write!(f, "{n} E820 entries, more than the loader keeps"),
-            NoModule => write!(f, "no module: pass the kernel ELF with -initrd"),
+            NoModule => write!(
+                f,
+                "no module, or an empty one: pass the kernel ELF with -initrd"
+            ),
             CmdlineTooLong => write!(f, "command line too long"),
             NotAnExecutable(why) => write!(f, "module is not an x86_64 ELF64 executable: {why}"),
             SegmentNotHigherHalf { vaddr } => {
@@ -133,6 +143,11 @@ impl fmt::Display for Error {
             EntryOutsideSegments(e) => {
                 write!(f, "entry point {e:#x} is not in an executable segment")
             }
+            KernelDoesNotFit { bytes, align } => write!(
+                f,
+                "kernel image of {bytes:#x} bytes (aligned to {align:#x}) does not fit in usable \
+                 memory below 4 GiB"
+            ),
             OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes:#x} bytes"),
             TooManyMemoryMapEntries => write!(f, "memory map has too many entries"),
             PhysOutOfRange { addr, len } => {
@@ -168,5 +183,82 @@ impl fmt::Display for Error {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error::{self, *};
+    use std::string::ToString;
+
+    /// One value of every variant, plus an ACPI signature that is not UTF-8.
+    const ALL: [Error; 29] = [
+        BadStartInfoMagic(0x2bad_b002),
+        NoMemoryMap,
+        TooManyE820Entries(129),
+        NoModule,
+        CmdlineTooLong,
+        NotAnExecutable("no ELF magic"),
+        SegmentNotHigherHalf { vaddr: 0x40_0000 },
+        SegmentOutsideFile { index: 1 },
+        SegmentsOverlap {
+            first: 0xffff_ffff_8000_0000,
+            second: 0xffff_ffff_8000_1000,
+        },
+        TooManySegments,
+        EntryOutsideSegments(0),
+        KernelDoesNotFit {
+            bytes: 0x4000_0000,
+            align: 0x1000,
+        },
+        OutOfMemory { bytes: 0x1000 },
+        TooManyMemoryMapEntries,
+        PhysOutOfRange { addr: 0, len: 8 },
+        MappingConflict {
+            virt: 0xffff_8000_0000_0000,
+        },
+        DuplicateRequest { id: 0x1234 },
+        DuplicateBaseRevision,
+        TooManyRequests,
+        UnsupportedPagingMode,
+        NoRsdp,
+        NoMadt,
+        BadAcpiTable {
+            signature: *b"APIC",
+            addr: 0xf_5250,
+        },
+        TooManyCpus,
+        NoCpus,
+        NoTimer,
+        IpiStuck { lapic_id: 3 },
+        ApTimeout { lapic_id: 7 },
+        BadAcpiTable {
+            signature: [0xff; 4],
+            addr: 0,
+        },
+    ];
+
+    #[test]
+    fn every_message_is_one_nonempty_line() {
+        for e in ALL {
+            let text = e.to_string();
+            assert!(!text.trim().is_empty(), "{e:?} has an empty message");
+            assert!(!text.contains(['\n', '\r']), "{e:?} spans lines: {text:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        assert_eq!(
+            KernelDoesNotFit {
+                bytes: 0x4000_0000,
+                align: 0x1000
+            }
+            .to_string(),
+            "kernel image of 0x40000000 bytes (aligned to 0x1000) does not fit in usable memory \
+             below 4 GiB"
+        );
+        assert!(NoModule.to_string().contains("-initrd"));
+        assert!(ApTimeout { lapic_id: 7 }.to_string().contains("APIC ID 7"));
     }
 }

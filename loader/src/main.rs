@@ -29,7 +29,7 @@ use loader::acpi::{self, Madt, Rsdp};
 use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
 use loader::elf::{self, KernelElf};
 use loader::hhdm::HHDM_OFFSET;
-use loader::memmap::{EntryType, LOADER_MAX_END, LOADER_MIN_ADDR, MemoryMap};
+use loader::memmap::{EntryType, MemoryMap};
 use loader::paging::{self, KernelPlacement, PagingFeatures};
 use loader::phys::{PAGE_SIZE, PhysMem};
 use loader::protocol::MP_FLAG_X2APIC;
@@ -199,15 +199,14 @@ fn load_kernel(
 ) -> Result<(KernelElf, Kernel, u64), Error> {
     let module = info.module;
     let elf = elf::parse(mem.bytes(module.paddr, module.size as usize)?)?;
-    let kind = EntryType::EXECUTABLE_AND_MODULES;
-    let (size, align) = (elf.image_size(), elf.alignment());
-    let image_phys = map.allocate(size, align, kind, LOADER_MIN_ADDR, LOADER_MAX_END)?;
+    let image_phys = elf.allocate_image(map)?;
     elf.load(mem, module.paddr, image_phys)?;
     let scan = requests::scan(mem.bytes(image_phys, elf.size_before_bss() as usize)?)?;
     let revision = requests::handshake(mem, image_phys, scan.base_revision)?;
     log!(
-        "kernel: entry {:#x}, {size:#x} bytes at {image_phys:#x}, {} requests, base revision {revision}",
+        "kernel: entry {:#x}, {:#x} bytes at {image_phys:#x}, {} requests, base revision {revision}",
         elf.entry,
+        elf.image_size(),
         scan.requests().len(),
     );
     Ok((elf, Kernel { image_phys, scan }, revision))

@@ -80,6 +80,9 @@ pub fn read(mem: &impl PhysMem, paddr: u64) -> Result<StartInfo, Error> {
         paddr: mem.read_u64(modlist)?,
         size: mem.read_u64(modlist + 8)?,
     };
+    if module.size == 0 {
+        return Err(Error::NoModule);
+    }
     let mut info = StartInfo {
         e820: [E820Entry::default(); MAX_E820],
         e820_len: 0,
@@ -207,6 +210,13 @@ mod tests {
         assert_eq!(read(&m, INFO).unwrap().cmdline(), b"");
         m.write_u32(INFO + 12, 0).unwrap();
         assert_eq!(read(&m, INFO).unwrap_err(), Error::NoModule);
+        let mut m = firmware(b"\0");
+        m.write_u64(MODLIST + 8, 0).unwrap();
+        assert_eq!(
+            read(&m, INFO).unwrap_err(),
+            Error::NoModule,
+            "an empty module"
+        );
         let mut m = firmware(b"\0");
         m.write_u32(INFO + 4, 0).unwrap();
         assert_eq!(read(&m, INFO).unwrap_err(), Error::NoMemoryMap);

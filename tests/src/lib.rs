@@ -43,6 +43,10 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// The module passed as `-initrd` instead of the kernel ELF (for loader error tests).
     pub module: Option<PathBuf>,
+    /// Boot with no `-initrd` at all (overrides `module`), for the loader's missing-module error.
+    pub without_module: bool,
+    /// Machine type and options (`-machine`), for example `"q35"` or `"pc,acpi=off"`.
+    pub machine: &'a str,
 }
 
 impl Default for Boot<'_> {
@@ -54,6 +58,8 @@ impl Default for Boot<'_> {
             cmdline: "test=boot",
             timeout: Duration::from_secs(60),
             module: None,
+            without_module: false,
+            machine: "q35",
         }
     }
 }
@@ -194,11 +200,10 @@ pub fn loader_elf() -> PathBuf {
 
 /// The QEMU command for `b`, as `just run-smp` would build it.
 pub fn qemu_command(b: &Boot) -> Command {
-    let module = b.module.clone().unwrap_or_else(kernel_elf);
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine",
-        "q35",
+        b.machine,
         "-display",
         "none",
         "-serial",
@@ -212,9 +217,11 @@ pub fn qemu_command(b: &Boot) -> Command {
     .args(["-m", b.mem, "-cpu", b.cpu])
     .arg("-kernel")
     .arg(loader_elf())
-    .arg("-initrd")
-    .arg(module)
     .args(["-append", b.cmdline]);
+    if !b.without_module {
+        let module = b.module.clone().unwrap_or_else(kernel_elf);
+        cmd.arg("-initrd").arg(module);
+    }
     cmd
 }
 

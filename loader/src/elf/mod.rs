@@ -5,7 +5,8 @@
 //! the file and not overlapping, entry point inside an executable segment) and keeps the
 //! `PT_LOAD` headers sorted by address. The result, [`KernelElf`], is the plan: the image spans
 //! `[virtual_base, virtual_base + image_size)`, is placed physically contiguous (as Limine
-//! guarantees), and every page gets the permissions of the segments on it ([`KernelElf::page_perms`]).
+//! guarantees, [`KernelElf::allocate_image`]), and every page gets the permissions of the
+//! segments on it ([`KernelElf::page_perms`]).
 //! [`KernelElf::load`] copies the file bytes into the placed image and zeroes the rest (bss and
 //! any gaps).
 //!
@@ -15,6 +16,7 @@
 //! module and the caller can write physical memory while holding it.
 
 use crate::Error;
+use crate::memmap::{EntryType, LOADER_MAX_END, LOADER_MIN_ADDR, MemoryMap};
 use crate::phys::{HUGE_PAGE_SIZE, PAGE_SIZE, PhysMem, align_down, align_up};
 
 #[cfg(test)]
@@ -236,10 +238,26 @@ impl KernelElf {
         end - self.virtual_base()
     }
 
-    /// Physical alignment for the image: the largest `p_align`, at least a page, at most 1 GiB.
+    /// Physical alignment for the image: the largest `p_align`, at least a page, at most 1 GiB
+    /// (a `p_align` too large to round up to a power of two counts as more than 1 GiB).
     pub fn alignment(&self) -> u64 {
         let max = self.segments().iter().map(|s| s.align).max().unwrap_or(0);
-        max.next_power_of_two().clamp(PAGE_SIZE, HUGE_PAGE_SIZE)
+        max.checked_next_power_of_two()
+            .unwrap_or(HUGE_PAGE_SIZE)
+            .clamp(PAGE_SIZE, HUGE_PAGE_SIZE)
+    }
+
+    /// Takes physically contiguous memory for the image from `map`, below 4 GiB and typed
+    /// executable-and-modules, and returns its base. A kernel that does not fit is
+    /// [`Error::KernelDoesNotFit`], not a bare out-of-memory.
+    pub fn allocate_image(&self, map: &mut MemoryMap) -> Result<u64, Error> {
+        let (bytes, align) = (self.image_size(), self.alignment());
+        let kind = EntryType::EXECUTABLE_AND_MODULES;
+        map.allocate(bytes, align, kind, LOADER_MIN_ADDR, LOADER_MAX_END)
+            .map_err(|e| match e {
+                Error::OutOfMemory { .. } => Error::KernelDoesNotFit { bytes, align },
+                other => other,
+            })
     }
 
     /// The rights of the page at `page` (page aligned): the union over the segments on it, or

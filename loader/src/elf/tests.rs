@@ -1,4 +1,5 @@
 use super::*;
+use crate::memmap::E820Entry;
 use crate::phys::TestMemory;
 use crate::testutil::{Ph, R, RW, RX, elf, load};
 use std::vec::Vec;
@@ -204,5 +205,54 @@ fn no_load_segment_or_too_many_or_bad_entry() {
     assert_eq!(
         err(&elf(BASE + 0x10, &text, 0x2000)),
         Error::EntryOutsideSegments(BASE + 0x10)
+    );
+}
+
+/// `kernel()` with `p_align` of its first program header set to `align`.
+fn with_first_align(align: u64) -> Vec<u8> {
+    let mut f = kernel();
+    let at = 64 + 48; // the first program header's p_align
+    f[at..at + 8].copy_from_slice(&align.to_le_bytes());
+    f
+}
+
+#[test]
+fn alignment_is_clamped_for_any_p_align() {
+    let align = |a: u64| parse(&with_first_align(a)).unwrap().alignment();
+    assert_eq!(align(0), PAGE_SIZE);
+    assert_eq!(align(0x20_0000), 0x20_0000);
+    assert_eq!(align(0x30_0000), 0x40_0000, "rounded up to a power of two");
+    assert_eq!(align(1 << 40), HUGE_PAGE_SIZE);
+    assert_eq!(
+        align(u64::MAX),
+        HUGE_PAGE_SIZE,
+        "no overflow past the largest power of two"
+    );
+}
+
+#[test]
+fn the_image_is_allocated_contiguously_or_reported_too_large() {
+    let k = parse(&kernel()).unwrap();
+    let usable = |len: u64| {
+        let raw = [E820Entry {
+            base: 0x10_0000,
+            length: len,
+            kind: 1,
+        }];
+        MemoryMap::from_e820(&raw).unwrap()
+    };
+    let mut map = usable(0x10_0000);
+    let base = k.allocate_image(&mut map).unwrap();
+    assert_eq!(base, 0x10_0000);
+    let taken = map.entries().iter().find(|e| e.base == base).unwrap();
+    assert_eq!(taken.kind, EntryType::EXECUTABLE_AND_MODULES);
+    assert_eq!(taken.length, k.image_size());
+    let mut small = usable(k.image_size() - PAGE_SIZE);
+    assert_eq!(
+        k.allocate_image(&mut small).unwrap_err(),
+        Error::KernelDoesNotFit {
+            bytes: 0x8000,
+            align: PAGE_SIZE
+        }
     );
 }

@@ -1,0 +1,308 @@
+//! Loader failure tests (issue "Boot", loader side): every way the loader refuses to boot ends
+//! QEMU with the loader-failure status (37, `qemu-run` exit code 2) right after exactly one
+//! `loader: error: <what>` line naming the problem; it never hangs and never enters the kernel.
+//!
+//! Covered: no module (no `-initrd`) and an empty one; bytes that are not ELF at all; a kernel
+//! ELF with its magic, `e_machine`, `e_type` or `e_entry` clobbered; one cut short in the middle
+//! of a segment; one with a segment moved below the higher half or onto its neighbour; one whose
+//! image cannot fit in RAM; a machine without ACPI (no RSDP for the MP request).
+//!
+//! # Implementation
+//! Bad modules are derived at run time from the kernel ELF under test (`KERNEL_ELF`, by default
+//! what `just build` produced), so the tests follow the kernel's real layout. Each is written to
+//! its own file under `target/loader-tests/` for the one boot that uses it, then removed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tests::{Boot, Outcome, Status, boot, kernel_elf, workspace_root};
+
+/// Wall-clock limit per boot; the loader fails within a second, so this only catches hangs.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// How the loader's one failure line starts.
+const ERROR_PREFIX: &str = "loader: error: ";
+/// The line the loader prints just before entering the kernel.
+const HANDOFF: &str = "loader: handing off to the kernel";
+/// How the loader words every ELF header rejection.
+const NOT_EXEC: &str = "module is not an x86_64 ELF64 executable: ";
+
+/// ELF64 header field offsets (System V gABI, "ELF Header").
+const E_TYPE: usize = 16;
+const E_MACHINE: usize = 18;
+const E_ENTRY: usize = 24;
+const E_PHOFF: usize = 32;
+const E_PHNUM: usize = 56;
+/// Program header size and field offsets (gABI, "Program Header").
+const PHDR_SIZE: usize = 56;
+const P_OFFSET: usize = 8;
+const P_VADDR: usize = 16;
+const P_FILESZ: usize = 32;
+const P_MEMSZ: usize = 40;
+const PT_LOAD: u32 = 1;
+const ET_DYN: u16 = 3;
+const EM_AARCH64: u16 = 183;
+const PAGE_SIZE: u64 = 0x1000;
+
+/// One non-empty `PT_LOAD` program header of an ELF file.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    /// Index in the program header table (what the loader's messages count).
+    index: usize,
+    /// File offset of the header itself.
+    at: usize,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn field<const N: usize>(file: &[u8], at: usize) -> [u8; N] {
+    file[at..at + N].try_into().expect("field inside the file")
+}
+
+fn u64_at(file: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(field(file, at))
+}
+
+/// Overwrites the bytes at `at` of `file`.
+fn put(file: &mut [u8], at: usize, bytes: &[u8]) {
+    file[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+fn kernel_bytes() -> Vec<u8> {
+    std::fs::read(kernel_elf()).expect("the kernel ELF is readable")
+}
+
+/// The kernel ELF with `bytes` written at offset `at`.
+fn patched_kernel(at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut file = kernel_bytes();
+    put(&mut file, at, bytes);
+    file
+}
+
+/// The non-empty `PT_LOAD` headers of `file`, in table order.
+fn loads(file: &[u8]) -> Vec<Load> {
+    let phoff = usize::try_from(u64_at(file, E_PHOFF)).expect("e_phoff fits usize");
+    let phnum = usize::from(u16::from_le_bytes(field(file, E_PHNUM)));
+    (0..phnum)
+        .map(|index| (index, phoff + index * PHDR_SIZE))
+        .filter(|&(_, at)| u32::from_le_bytes(field(file, at)) == PT_LOAD)
+        .map(|(index, at)| Load {
+            index,
+            at,
+            offset: u64_at(file, at + P_OFFSET),
+            vaddr: u64_at(file, at + P_VADDR),
+            filesz: u64_at(file, at + P_FILESZ),
+            memsz: u64_at(file, at + P_MEMSZ),
+        })
+        .filter(|l| l.memsz != 0)
+        .collect()
+}
+
+/// The `PT_LOAD` headers of `file` sorted by virtual address; at least two, as in any kernel.
+fn loads_by_address(file: &[u8]) -> Vec<Load> {
+    let mut loads = loads(file);
+    loads.sort_by_key(|l| l.vaddr);
+    assert!(loads.len() >= 2, "the kernel has fewer than two segments");
+    loads
+}
+
+/// `len` bytes of a fixed xorshift64 sequence: deterministic noise that is not an ELF file.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A path under `target/loader-tests/` unique to this test and process.
+fn scratch_path(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/loader-tests");
+    std::fs::create_dir_all(&dir).expect("target/loader-tests can be created");
+    dir.join(format!("{name}-{}.bin", std::process::id()))
+}
+
+/// Boots with `module` (written to a scratch file called after `name`) as the `-initrd`.
+fn boot_module(name: &str, module: &[u8]) -> Outcome {
+    let path = scratch_path(name);
+    std::fs::write(&path, module).expect("the scratch module can be written");
+    let out = boot(&Boot {
+        module: Some(path.clone()),
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// Asserts a loader failure with exactly one error line and no kernel output; returns the
+/// error text after [`ERROR_PREFIX`].
+#[track_caller]
+fn loader_error(out: &Outcome) -> String {
+    out.assert_status(Status::LoaderFailed);
+    let errors: Vec<&str> = out.lines_with(ERROR_PREFIX).collect();
+    assert_eq!(errors.len(), 1, "expected one error line:\n{}", out.serial);
+    assert!(
+        out.lines_with(HANDOFF).next().is_none() && !out.serial.contains("RESULT "),
+        "the kernel ran:\n{}",
+        out.serial
+    );
+    errors[0][ERROR_PREFIX.len()..].to_owned()
+}
+
+/// Boots `module` and returns the loader's error text (see [`loader_error`]).
+#[track_caller]
+fn rejection(name: &str, module: &[u8]) -> String {
+    loader_error(&boot_module(name, module))
+}
+
+#[test]
+fn no_module_is_reported() {
+    let out = boot(&Boot {
+        without_module: true,
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    assert_eq!(
+        loader_error(&out),
+        "no module, or an empty one: pass the kernel ELF with -initrd"
+    );
+}
+
+#[test]
+fn empty_module_is_reported() {
+    assert_eq!(
+        rejection("empty", &[]),
+        "no module, or an empty one: pass the kernel ELF with -initrd"
+    );
+}
+
+#[test]
+fn random_bytes_are_not_an_elf() {
+    let bytes = noise(64 * 1024);
+    assert!(!bytes.starts_with(b"\x7fELF"));
+    assert_eq!(
+        rejection("noise", &bytes),
+        format!("{NOT_EXEC}no ELF magic")
+    );
+}
+
+#[test]
+fn clobbered_magic_is_rejected() {
+    let module = patched_kernel(0, &[0; 4]);
+    assert_eq!(
+        rejection("no-magic", &module),
+        format!("{NOT_EXEC}no ELF magic")
+    );
+}
+
+#[test]
+fn foreign_machine_is_rejected() {
+    let module = patched_kernel(E_MACHINE, &EM_AARCH64.to_le_bytes());
+    assert_eq!(
+        rejection("aarch64", &module),
+        format!("{NOT_EXEC}not x86_64 (e_machine)")
+    );
+}
+
+#[test]
+fn position_independent_kernel_is_rejected() {
+    let module = patched_kernel(E_TYPE, &ET_DYN.to_le_bytes());
+    assert_eq!(
+        rejection("et-dyn", &module),
+        format!("{NOT_EXEC}position-independent (ET_DYN), only ET_EXEC is supported")
+    );
+}
+
+#[test]
+fn entry_outside_code_is_rejected() {
+    let module = patched_kernel(E_ENTRY, &0u64.to_le_bytes());
+    assert_eq!(
+        rejection("entry", &module),
+        "entry point 0x0 is not in an executable segment"
+    );
+}
+
+#[test]
+fn truncation_in_a_segment_is_rejected() {
+    let mut module = kernel_bytes();
+    let loads = loads(&module);
+    let largest = loads.iter().max_by_key(|l| l.filesz).expect("a segment");
+    let cut = largest.offset + largest.filesz / 2;
+    // The loader names the first header, in table order, whose bytes the cut removes.
+    let first_cut = loads
+        .iter()
+        .find(|l| l.offset + l.filesz > cut)
+        .expect("the cut segment");
+    module.truncate(cut as usize);
+    assert_eq!(
+        rejection("truncated", &module),
+        format!(
+            "program header {}: segment bytes outside the module",
+            first_cut.index
+        )
+    );
+}
+
+#[test]
+fn segment_below_the_higher_half_is_rejected() {
+    let mut module = kernel_bytes();
+    let lowest = loads_by_address(&module)[0];
+    put(
+        &mut module,
+        lowest.at + P_VADDR,
+        &0x10_0000u64.to_le_bytes(),
+    );
+    assert_eq!(
+        rejection("low-segment", &module),
+        "segment at 0x100000 is below the higher half 0xffffffff80000000"
+    );
+}
+
+#[test]
+fn overlapping_segments_are_rejected() {
+    let mut module = kernel_bytes();
+    let loads = loads_by_address(&module);
+    let (first, second) = (loads[0], loads[1]);
+    let moved = first.vaddr + first.memsz / 2;
+    put(&mut module, second.at + P_VADDR, &moved.to_le_bytes());
+    assert_eq!(
+        rejection("overlap", &module),
+        format!("segments at {:#x} and {moved:#x} overlap", first.vaddr)
+    );
+}
+
+#[test]
+fn image_larger_than_memory_is_rejected() {
+    let mut module = kernel_bytes();
+    let loads = loads_by_address(&module);
+    let last = loads[loads.len() - 1];
+    let memsz = 0x4000_0000u64; // 1 GiB of bss; the machine has 512 MiB
+    put(&mut module, last.at + P_MEMSZ, &memsz.to_le_bytes());
+    let base = loads[0].vaddr & !(PAGE_SIZE - 1);
+    let size = (last.vaddr + memsz).next_multiple_of(PAGE_SIZE) - base;
+    let error = rejection("huge-bss", &module);
+    assert!(
+        error.starts_with(&format!("kernel image of {size:#x} bytes "))
+            && error.ends_with(" does not fit in usable memory below 4 GiB"),
+        "unexpected error: {error}"
+    );
+}
+
+#[test]
+fn machine_without_acpi_has_no_rsdp() {
+    // `pc` without ACPI tables: SeaBIOS builds none either, so the kernel's MP request cannot
+    // be answered.
+    let out = boot(&Boot {
+        smp: 2,
+        machine: "pc,acpi=off",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    assert_eq!(loader_error(&out), "no ACPI RSDP found");
+}
