@@ -135,9 +135,16 @@ fn print_cpu_table(run: &PhaseRun) {
     }
 }
 
-/// The run of `phase` in `mode`, if there is one.
-fn find(runs: &[PhaseRun], phase: Phase, mode: Mode) -> Option<&PhaseRun> {
-    runs.iter().find(|r| r.phase == phase && r.mode == mode)
+/// Every phase that ran in both modes, with its baseline and its magazine run.
+fn pairs(runs: &[PhaseRun]) -> impl Iterator<Item = (Phase, &PhaseRun, &PhaseRun)> {
+    let find = move |phase, mode| runs.iter().find(|r| r.phase == phase && r.mode == mode);
+    Phase::ALL.into_iter().filter_map(move |phase| {
+        Some((
+            phase,
+            find(phase, Mode::Baseline)?,
+            find(phase, Mode::Magazine)?,
+        ))
+    })
 }
 
 /// Prints magazine against baseline for every phase.
@@ -154,13 +161,7 @@ pub fn print_comparison(runs: &[PhaseRun]) {
         "acq(base)",
         "acq(mag)"
     );
-    for phase in Phase::ALL {
-        let (Some(b), Some(m)) = (
-            find(runs, phase, Mode::Baseline),
-            find(runs, phase, Mode::Magazine),
-        ) else {
-            continue;
-        };
+    for (phase, b, m) in pairs(runs) {
         let (fb, fm) = (figures(b), figures(m));
         arch::println!(
             "  {:<8} {:>13.0} {:>13.0} {:>7.2} {:>9.4} {:>10} {:>10}",
@@ -178,13 +179,7 @@ pub fn print_comparison(runs: &[PhaseRun]) {
 /// Prints one `TARGET` line per performance target of the magazine design: reported with
 /// `met=yes|no`, not enforced (the figures depend on the host and the CPU count).
 pub fn print_targets(runs: &[PhaseRun]) {
-    for phase in Phase::ALL {
-        let (Some(b), Some(m)) = (
-            find(runs, phase, Mode::Baseline),
-            find(runs, phase, Mode::Magazine),
-        ) else {
-            continue;
-        };
+    for (phase, b, m) in pairs(runs) {
         let (fb, fm) = (figures(b), figures(m));
         let want_hits = match phase {
             Phase::Repeat => Some(0.99),
