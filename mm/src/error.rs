@@ -149,4 +149,46 @@ mod tests {
         assert!(text.contains("CPU 5"), "{text}");
         assert!(AttachError::Empty.to_string().contains("no per-CPU cache"));
     }
+
+    #[test]
+    fn every_error_displays_its_values() {
+        let cases = [
+            (AllocError::UnknownCpu { cpu: 7 }.to_string(), "CPU 7"),
+            (
+                AllocError::BadCount { count: 0 }.to_string(),
+                "run of 0 frames",
+            ),
+            (
+                AllocError::BadAlignment { align_log2: 40 }.to_string(),
+                "2^40 frames",
+            ),
+            (AttachError::AlreadyAttached.to_string(), "already attached"),
+            (
+                AttachError::Duplicate {
+                    first: 1,
+                    second: 4,
+                }
+                .to_string(),
+                "CPUs 1 and 4",
+            ),
+        ];
+        for (text, part) in cases {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+        for (kind, part) in [
+            (FreeErrorKind::OutsideManaged, "outside managed memory"),
+            (FreeErrorKind::UnknownCpu, "without an attached cache"),
+            (FreeErrorKind::BadCount, "invalid length"),
+        ] {
+            let frame = Frame::from_number(9);
+            let text = FreeError {
+                kind,
+                frame,
+                cpu: 2,
+            }
+            .to_string();
+            assert!(text.contains(part) && text.contains("frame 0x9"), "{text}");
+            assert!(text.contains("CPU 2"), "{text}");
+        }
+    }
 }

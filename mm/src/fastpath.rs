@@ -28,14 +28,25 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     pub fn alloc(&self, guard: &impl CpuGuard) -> Result<Frame, AllocError> {
         // The guard names the CPU; its cache is ours alone while the guard lives.
         let cpu = guard.cpu();
-        // Internal paths return `Option<Frame>`, which travels in registers.
-        let taken = match self.route(cpu) {
-            Some(Route::Cpu(cache)) if !self.is_baseline() => self.alloc_cached(cache),
-            Some(route) => self.alloc_direct(route),
+        let out_of_memory = AllocError::OutOfMemory { cpu };
+        // Slow paths return `Option<Frame>`, which travels in registers; the hit returns its
+        // frame directly, so it tests no `Option` after the pop.
+        let frame = match self.route(cpu) {
+            Some(Route::Cpu(cache)) if !self.is_baseline() => {
+                // Uncontended unless a drain is visiting this CPU right now.
+                let mut magazines = cache.lock();
+                // Hit: the loaded magazine has a frame (popping needs no mode check: it adds
+                // nothing to the cache).
+                match magazines.loaded.pop() {
+                    Some(frame) => {
+                        cache.counters().bump(Counter::Allocs);
+                        frame
+                    }
+                    None => self.alloc_slow(cache, magazines).ok_or(out_of_memory)?,
+                }
+            }
+            Some(route) => self.alloc_direct(route).ok_or(out_of_memory)?,
             None => return Err(AllocError::UnknownCpu { cpu }),
-        };
-        let Some(frame) = taken else {
-            return Err(AllocError::OutOfMemory { cpu });
         };
         // Checked mode marks the frame in use (a no-op otherwise).
         self.check.claim(frame, 1);
@@ -59,19 +70,6 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             _ => self.free_direct(route, frame),
         };
         freed.map_err(|kind| self.refuse_free(route, kind, frame, cpu))
-    }
-
-    #[inline(always)]
-    fn alloc_cached(&self, cache: &CpuCache) -> Option<Frame> {
-        // Uncontended unless a drain is visiting this CPU right now.
-        let mut magazines = cache.lock();
-        // Hit: the loaded magazine has a frame (popping needs no mode check: it adds nothing
-        // to the cache).
-        if let Some(frame) = magazines.loaded.pop() {
-            cache.counters().bump(Counter::Allocs);
-            return Some(frame);
-        }
-        self.alloc_slow(cache, magazines)
     }
 
     /// Loaded magazine empty: swap, or load a full magazine from the depot or the bitmap.

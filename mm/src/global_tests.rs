@@ -155,3 +155,19 @@ fn contiguous_runs_are_aligned_and_bounded() {
     assert_eq!(g.free_frames(), 4095);
     assert_eq!(g.alloc_contiguous(2048, 11).map(Frame::number), Some(2048));
 }
+
+#[test]
+fn a_full_span_table_is_reported_not_silently_dropped() {
+    let mut g = Small::new();
+    let mut report = AddReport::default();
+    // Disjoint, non-adjacent spans of one frame each fill the table.
+    for i in 0..crate::ranges::MAX_SPANS as u64 {
+        g.add(2 * i + 1..2 * i + 2, u64::MAX, &mut report);
+    }
+    assert_eq!((report.added, report.table_full), (128, 0));
+    g.add(3000..3010, u64::MAX, &mut report);
+    assert_eq!((report.added, report.table_full), (128, 10));
+    assert_eq!(g.managed(), 128);
+    assert!(!g.is_managed(f(3000)));
+    assert_eq!(g.free(f(3000)), Err(FreeErrorKind::OutsideManaged));
+}

@@ -14,9 +14,9 @@
 //!   CPU 0            CPU 1                  CPU n        per-CPU caches (cache.rs)
 //! [loaded|prev]   [loaded|prev]    ...   [loaded|prev]   one spin lock each, owner-only
 //!        \              |                     /
-//!         +------- depot (depot.rs) ---------+            full magazines, own lock, capped
+//!         +------- depot (depot.rs) ---------+            full magazines, spin::Mutex, capped
 //!                       |
-//!          global bitmap (global.rs)                      BitAlloc16M, own lock, 64 GiB
+//!          global bitmap (global.rs)                      BitAlloc16M, spin::Mutex, 64 GiB
 //! ```
 //! - **Per-CPU cache** ([`CpuCache`]): a *loaded* and a *previous* magazine
 //!   ([`MAGAZINE_SIZE`] frames each). Alloc pops from loaded, free pushes onto it. When loaded
@@ -26,8 +26,9 @@
 //!   magazines empty takes one; a CPU with both full leaves one, up to a cap on cached frames
 //!   (`set_depot_cap`); past it the magazine is spilled to the bitmap.
 //! - **Global** (`global.rs`): a `bitmap-allocator` `BitAlloc16M` of every managed frame and a
-//!   table of managed spans. A refill or a spill moves a whole magazine under one lock hold.
-//!   Contiguous, aligned runs come only from here.
+//!   table of managed spans, in a `spin::Mutex` (wrapped by `lock.rs` to count and time its
+//!   contention) inside the `static` allocator. A refill or a spill moves a whole magazine
+//!   under one lock hold. Contiguous, aligned runs come only from here.
 //!
 //! ## Invariants
 //! 1. A frame is in exactly one place: free in the bitmap, in one magazine (a CPU's or the
@@ -73,35 +74,49 @@
 //!
 //! ## Magazine size
 //! [`MAGAZINE_SIZE`] = 32, chosen by a sweep of 8 to 128 with `mm/benches/compare.rs`
-//! (`MM_MAGAZINE_SIZE=<n> MM_BENCH_BASELINE=0 cargo bench -p mm --bench compare`, host with 2
-//! cores): at 8 and 16 the bulk and cross workloads overflow the caches and the depot and keep
-//! taking the global lock (28 to 88 acquisitions per 1000 operations at 2 threads); from 32
-//! on the global lock drops out (under 0.25 per 1000) and bulk and cross cost about 4 ns per
-//! operation; 64 and 128 gain at most about 1 ns while parking twice or four times as many
-//! frames. The full table is in the constant's documentation.
+//! (`MM_MAGAZINE_SIZE=<n> MM_BENCH_BASELINE=0 MM_BENCH_RUNS=9 cargo bench -p mm --bench
+//! compare`, host with 2 vCPUs): at 8 the bulk and cross workloads overflow the caches and the
+//! depot and keep taking the global lock (18 and 62 acquisitions per 1000 operations at 2
+//! threads), at 16 cross still takes it 28 times per 1000; from 32 on the global lock drops
+//! out (under 0.25 per 1000 at every thread count) and bulk and cross cost about 4 ns per
+//! operation at 2 threads; 64 and 128 gain under 1 ns while parking twice or four times as
+//! many frames. The full table is in the constant's documentation.
 //!
-//! ## Performance (host, 2 cores, `cargo bench -p mm --bench compare`, magazine size 32)
-//! Wall time per operation over all threads (median of 5), locks timed with the TSC:
+//! ## Performance (host, 2 vCPUs, `cargo bench -p mm`, magazine size 32)
+//! Wall time per operation over all threads, locks timed with the TSC; each cell is the median
+//! of three invocations, each reporting the median of 5 runs:
 //! ```text
 //! workload threads  baseline ns/op  magazine ns/op  speedup
-//! bulk           1            23.3             3.8     6.1x
-//! bulk           2            49.2             3.1    15.9x
-//! repeat         2            61.6             1.3    48.4x
-//! cross          2            46.9             6.1     7.7x
-//! cross          8            56.3             5.8     9.6x
+//! bulk           1            21.2             7.0     3.0x
+//! bulk           2            79.1             4.3    18.4x
+//! bulk           4           139.6             6.5    21.5x
+//! bulk           8           239.4             5.3    45.2x
+//! repeat         1            22.4             6.3     3.6x
+//! repeat         2            81.8             3.1    26.4x
+//! repeat         4           134.9             3.5    38.5x
+//! repeat         8           246.2             3.6    68.4x
+//! cross          1            25.1             7.2     3.5x
+//! cross          2            65.3             4.6    14.2x
+//! cross          4            81.7             5.9    13.8x
+//! cross          8            95.6             5.9    16.2x
 //! ```
-//! Without lock timing (`MM_BENCH_CLOCK=0`) the 2-thread speedups were 13.7x, 30.0x and
-//! 7.6x. The host is shared, so single runs vary by up to 2x; the magazine mode's global lock
-//! rate (under 0.25 acquisitions per 1000 operations) does not. At 4 and 8 threads the two
-//! cores are oversubscribed, which punishes the baseline's spin lock (a preempted holder
+//! Without lock timing (`MM_BENCH_CLOCK=0`) the 2-thread speedups were 16x, 20x to 23x and
+//! 12x to 15x. The host is a shared VM and its state shifts: in two early invocations out of
+//! about fifteen, the 2-thread cross baseline ran at 24 to 27 ns/op and magazine cross at 8 to
+//! 10 ns/op, so cross at 2 threads fell to 2.8x and 2.9x (bulk and repeat at 2 threads stayed
+//! at 5x or more); every later invocation gave 5x to 24x. The magazine mode's global lock
+//! rate (under 0.25 acquisitions per 1000 operations) does not vary. At 4 and 8 threads the
+//! two vCPUs are oversubscribed, which punishes the baseline's spin lock (a preempted holder
 //! stalls everyone) more than a kernel CPU, never preempted holding it, would see.
-//! Instructions per alloc+free pair served from a magazine (`mm/benches/instructions.sh`,
-//! callgrind, loop overhead included): 58 without `checked`, 66 with it.
+//! Instructions per alloc+free pair served from a magazine (`cargo bench -p mm --bench
+//! instructions` or `mm/benches/instructions.sh`, callgrind, loop overhead included): 57
+//! without `checked`, 64 with it (`mm/benches/instructions.sh 100000 --features checked`).
 //!
 //! ## Unsafe code
-//! Only `raw.rs`: the [`CpuGuard`] contract, the spin lock behind all three layers (one
-//! `xchg` to take, a plain store to release) and the clock's function pointer cell. Every
-//! other module is `#![deny(unsafe_code)]`.
+//! Only `raw.rs`: the [`CpuGuard`] contract, the per-CPU cache lock (one `xchg` to take, a
+//! plain store to release: two or three instructions per alloc+free pair fewer than
+//! `spin::Mutex`) and the clock's function pointer cell. Every other module is
+//! `#![deny(unsafe_code)]`.
 //!
 //! ## Testing
 //! - `cargo test -p mm --features checked`: unit tests of every layer and error path, a
@@ -111,7 +126,7 @@
 //! - `RUSTFLAGS="--cfg loom" cargo test -p mm --features checked --release --test loom`: loom
 //!   models of the depot exchange, remote drains racing the owner, exhaustion with frames
 //!   spread over caches (one CPU, then two at once), a reclaim racing a depot drain and the
-//!   switch to baseline mode (about 6 s in all).
+//!   switch to baseline mode (about 4 s in all).
 #![no_std]
 #![deny(unsafe_code)]
 

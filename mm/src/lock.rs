@@ -1,12 +1,13 @@
-//! A spin lock that counts its acquisitions, contention, waiting and longest hold.
+//! A `spin::Mutex` that counts its acquisitions, contention, waiting and longest hold.
 //!
 //! The global bitmap and the depot each sit behind a [`TimedLock`]; the per-CPU cache locks are
 //! plain (their owner takes them uncontended, and timing them would cost the fast path two clock
 //! reads). Times come from the allocator's clock ([`Clock`]): TSC cycles in the kernel.
 //!
 //! # Implementation
-//! A taker first tries the lock once; only if that fails is the acquisition contended, and
-//! only then is the clock read before spinning. The counters are written while the lock is
+//! `spin::Mutex` counts nothing, so the wrapper detects contention itself: a taker first calls
+//! `try_lock` once; only if that fails is the acquisition contended, and only then is the
+//! clock read before spinning in `lock`. The counters are written while the lock is
 //! held, so each has one writer at a time and a relaxed load and store suffice; the longest
 //! hold is recorded when the guard drops, still inside the critical section.
 #![deny(unsafe_code)]
@@ -16,11 +17,11 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::raw::Clock;
 use crate::stats::LockStats;
-use crate::sync::{SpinGuard, SpinLock, const_unless_loom};
+use crate::sync::{Mutex, MutexGuard, const_unless_loom};
 
-/// A spin lock with contention counters.
+/// A `spin::Mutex` with contention counters.
 pub(crate) struct TimedLock<T> {
-    lock: SpinLock<T>,
+    lock: Mutex<T>,
     acquisitions: AtomicU64,
     contended: AtomicU64,
     wait_cycles: AtomicU64,
@@ -29,7 +30,7 @@ pub(crate) struct TimedLock<T> {
 
 /// Holds a [`TimedLock`]; records the hold time and releases the lock when dropped.
 pub(crate) struct TimedGuard<'a, T> {
-    guard: SpinGuard<'a, T>,
+    guard: MutexGuard<'a, T>,
     owner: &'a TimedLock<T>,
     clock: &'a Clock,
     acquired_at: u64,
@@ -45,7 +46,7 @@ impl<T> TimedLock<T> {
         /// An unlocked lock around `value`, counters at 0.
         pub(crate) fn new(value: T) -> Self {
             Self {
-                lock: SpinLock::new(value),
+                lock: Mutex::new(value),
                 acquisitions: AtomicU64::new(0),
                 contended: AtomicU64::new(0),
                 wait_cycles: AtomicU64::new(0),
@@ -81,7 +82,7 @@ impl<T> TimedLock<T> {
 
     /// Takes the lock without counting it: for reading statistics, which should not show up
     /// in the statistics they read.
-    pub(crate) fn lock_quietly(&self) -> SpinGuard<'_, T> {
+    pub(crate) fn lock_quietly(&self) -> MutexGuard<'_, T> {
         self.lock.lock()
     }
 

@@ -10,21 +10,23 @@ use crate::frame::Frame;
 
 /// Frames per magazine: 32.
 ///
-/// Chosen by sweeping 8, 16, 32, 64 and 128 with `mm/benches/compare.rs` (host, 2 cores,
-/// magazine mode, fastest of 9 runs, ns per operation at 1/2/4/8 threads; "global" is global
-/// lock acquisitions per 1000 operations in the 2-thread cross workload):
+/// Chosen by sweeping 8, 16, 32, 64 and 128 with `mm/benches/compare.rs`
+/// (`MM_MAGAZINE_SIZE=<n> MM_BENCH_BASELINE=0 MM_BENCH_RUNS=9 cargo bench -p mm --bench
+/// compare`; host with 2 vCPUs, magazine mode, median of 9 runs, ns per operation at 1/2/4/8
+/// threads; "global" is global lock acquisitions per 1000 operations in the 2-thread cross
+/// workload, "depot/kop" depot lock acquisitions per 1000 operations):
 ///
 /// | size | bulk ns/op          | cross ns/op           | global | depot/kop |
 /// |------|---------------------|-----------------------|--------|-----------|
-/// | 8    | 13.2 32.8 10.2 22.0 | 12.1 14.7 19.7 21.5   | 88     | 123       |
-/// | 16   | 7.0 6.6 7.4 7.4     | 5.0 7.1 11.2 9.3      | 28     | 61        |
-/// | 32   | 4.0 4.2 4.0 4.6     | 3.7 4.5 4.5 4.1       | 0.03   | 29        |
-/// | 64   | 4.9 3.2 3.2 3.9     | 3.5 3.5 4.7 4.4       | 0.02   | 14        |
-/// | 128  | 3.9 2.7 2.4 2.3     | 5.6 4.2 3.9 4.4       | 0.01   | 6         |
+/// | 8    | 12.6 14.0 52.1 84.4 | 12.9 51.4 36.1 46.2   | 62     | 123       |
+/// | 16   | 7.3 6.4 8.2 6.6     | 7.2 12.6 9.4 7.1      | 28     | 61        |
+/// | 32   | 6.4 4.0 5.2 4.6     | 6.7 4.1 4.7 4.4       | 0.03   | 29        |
+/// | 64   | 6.6 3.5 4.0 4.3     | 6.5 3.7 4.5 4.3       | 0.02   | 14        |
+/// | 128  | 6.2 4.1 4.8 4.3     | 6.6 3.3 3.6 3.5       | 0.01   | 6         |
 ///
-/// (`repeat` hits the loaded magazine at every size: 2 to 5 ns/op.) 32 is the knee: the
+/// (`repeat` hits the loaded magazine at every size: 3 to 6 ns/op.) 32 is the knee: the
 /// smallest size at which the global lock drops out of the steady state and the depot is
-/// visited once per 32 operations; larger sizes gain at most about 1 ns/op while doubling the
+/// visited once per 32 operations; larger sizes gain under 1 ns/op while doubling the
 /// frames parked per CPU (two magazines) and in the depot ([`crate::DEPOT_SLOTS`] magazines).
 /// Override it at build time with `MM_MAGAZINE_SIZE` (2 to 1024) for another sweep; loom
 /// builds default to 2 so their models stay small.

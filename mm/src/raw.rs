@@ -1,11 +1,13 @@
-//! The crate's only `unsafe`: the CPU-guard contract, the spin lock and the clock cell.
+//! The crate's only `unsafe`: the CPU-guard contract, the per-CPU cache lock and the clock cell.
 //!
 //! - [`CpuGuard`] is an `unsafe trait`: the allocator trusts its implementors to prove that
 //!   the caller alone plays CPU `cpu()`, which is what lets a CPU's counters be updated with
 //!   plain loads and stores and its cache lock be uncontended.
-//! - [`RawSpinLock`] is a test-and-test-and-set lock whose acquisition is one `xchg`: the
-//!   fast path takes a cache lock twice per alloc+free pair, and `spin`'s compare-exchange
-//!   loop costs a few instructions more each time (the fast path's budget is 60 per pair).
+//! - [`RawSpinLock`] is a test-and-test-and-set lock whose acquisition is one `xchg`, used only
+//!   for the per-CPU cache locks (the global bitmap and the depot use `spin::Mutex`). The fast
+//!   path takes a cache lock twice per alloc+free pair, and `spin::Mutex`'s compare-exchange
+//!   costs two more per pair: 59 instead of 57 (67 instead of 64 with `checked`), measured
+//!   with `mm/benches/instructions.sh`, against a budget of under 60.
 //! - [`Clock`] keeps the lock-timing function pointer in an `AtomicPtr`, so `set_clock` works
 //!   on an allocator that already lives in a `static` and is shared by every CPU.
 //!

@@ -81,6 +81,27 @@ fn exhaustion_also_reclaims_the_depot() {
 }
 
 #[test]
+fn baseline_exhaustion_is_an_error_after_reclaiming() {
+    let e: Checked = engine(1, 2 * M + 1, 2);
+    spread(&e, 2);
+    e.set_mode(crate::stats::Mode::Baseline);
+    let got = alloc_all(&e, 1);
+    assert_eq!(got.len() as u64, 2 * M - 2, "all but the two held frames");
+    assert_eq!(e.alloc(&Cpu(0)), Err(AllocError::OutOfMemory { cpu: 0 }));
+    let s = e.stats();
+    assert_eq!((s.free, s.cached, s.cpu.alloc_failures), (0, 0, 2));
+    assert!(s.is_balanced());
+}
+
+#[test]
+fn early_exhaustion_is_an_error() {
+    let e: Checked = engine(1, 3, 0);
+    assert_eq!(alloc_all(&e, 4).len(), 2);
+    assert_eq!(e.alloc(&Cpu(9)), Err(AllocError::OutOfMemory { cpu: 9 }));
+    assert_eq!(e.stats().cpu.alloc_failures, 2);
+}
+
+#[test]
 fn contiguous_runs_are_aligned_and_freed_whole() {
     let e: Checked = engine(1, 1001, 1);
     let run = e.alloc_contiguous(&Cpu(0), 16, 4).unwrap();

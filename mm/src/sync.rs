@@ -1,13 +1,23 @@
 //! The synchronising primitives of the allocator, swapped for loom's under `cfg(loom)`.
 //!
-//! Only what orders frames between CPUs goes through here: the spin locks of the three layers
-//! and the two atomics that steer the slow paths (the mode and the reclaim flag). Statistics
+//! Only what orders frames between CPUs goes through here: the locks of the three layers and
+//! the two atomics that steer the slow paths (the mode and the reclaim flag). Statistics
 //! counters and the checked bitmap use `core` atomics directly: loom need not explore them.
 //!
 //! # Implementation
-//! Outside loom a lock is [`crate::raw::RawSpinLock`] (one `xchg` to take; all-zero bytes are
-//! its unlocked state). Under loom it is `loom::sync::Mutex`, whose constructor is not
-//! `const`: constructors that must be `const` in the kernel use [`const_unless_loom!`].
+//! Two locks, both busy-waiting:
+//! - [`Mutex`], the lock of the shared layers (the global bitmap and the depot), is
+//!   `spin::Mutex`, wrapped by [`crate::lock::TimedLock`] for its contention counters.
+//! - [`SpinLock`], the per-CPU cache lock, is [`crate::raw::RawSpinLock`]: the fast path takes
+//!   it twice per alloc+free pair, and its one-`xchg` acquisition keeps the pair at 57
+//!   instructions where `spin::Mutex`'s compare-exchange makes it 59 (64 and 67 with
+//!   `checked`; `mm/benches/instructions.sh`).
+//!
+//! Both are unlocked when all bytes are zero (`spin::Mutex` is a `false` flag, or two zero
+//! ticket counters with spin's `use_ticket_mutex`; `tests/api.rs` takes the locks of a zeroed
+//! allocator). Under loom both are `loom::sync::Mutex`, whose
+//! constructor is not `const`: constructors that must be `const` in the kernel use
+//! [`const_unless_loom!`].
 #![deny(unsafe_code)]
 
 #[cfg(loom)]
@@ -31,7 +41,22 @@ macro_rules! const_unless_loom {
 }
 pub(crate) use const_unless_loom;
 
-/// A busy-waiting mutual-exclusion lock (loom's model lock under `cfg(loom)`).
+/// The lock of the global bitmap and the depot: `spin::Mutex` (loom's model lock under
+/// `cfg(loom)`). Off the fast path; always taken through [`crate::lock::TimedLock`].
+#[cfg(not(loom))]
+pub(crate) type Mutex<T> = spin::Mutex<T>;
+/// Proof of holding a [`Mutex`]; releases it when dropped.
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = spin::MutexGuard<'a, T>;
+/// The lock of the global bitmap and the depot (loom's model lock under `cfg(loom)`).
+#[cfg(loom)]
+pub(crate) type Mutex<T> = SpinLock<T>;
+/// Proof of holding a [`Mutex`]; releases it when dropped.
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = SpinGuard<'a, T>;
+
+/// The per-CPU cache lock: a busy-waiting lock taken in one `xchg` (loom's model lock under
+/// `cfg(loom)`).
 pub(crate) struct SpinLock<T> {
     #[cfg(not(loom))]
     inner: crate::raw::RawSpinLock<T>,
@@ -70,16 +95,14 @@ impl<T> SpinLock<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 
-    /// Takes the lock if it is free right now.
-    #[inline(always)]
+    /// Takes the lock if it is free right now. Only loom builds need it: there this type is
+    /// also the [`Mutex`] that [`crate::lock::TimedLock`] tries before it spins.
+    #[cfg(loom)]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        #[cfg(not(loom))]
-        return self.inner.try_lock();
-        #[cfg(loom)]
-        return match self.inner.try_lock() {
+        match self.inner.try_lock() {
             Ok(guard) => Some(guard),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
-        };
+        }
     }
 }
