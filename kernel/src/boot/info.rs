@@ -58,8 +58,8 @@ pub struct BootInfo {
     pub lapic_ids: Vec<u32>,
     /// The kernel command line.
     pub cmdline: String,
-    /// Physical address of the ACPI RSDP.
-    pub rsdp_phys: u64,
+    /// Physical address of the ACPI RSDP, if the machine has ACPI.
+    pub rsdp_phys: Option<u64>,
     /// Physical and virtual base of the kernel image.
     pub kernel_phys_base: u64,
     /// Virtual base of the kernel image.
@@ -103,7 +103,7 @@ impl BootInfo {
                 .cmdline()
                 .to_string_lossy()
                 .into_owned(),
-            rsdp_phys: responses::rsdp().address() as u64,
+            rsdp_phys: responses::rsdp().map(|r| r.address() as u64),
             kernel_phys_base: exe.physical_base(),
             kernel_virt_base: exe.virtual_base(),
             memory_map_entries: entries.len(),
@@ -139,7 +139,10 @@ impl BootInfo {
             self.kernel_phys_base,
             self.kernel_virt_base
         );
-        arch::println!("rsdp: phys={:#x}", self.rsdp_phys);
+        match self.rsdp_phys {
+            Some(phys) => arch::println!("rsdp: phys={phys:#x}"),
+            None => arch::println!("rsdp: none (no ACPI; the kernel does not need it)"),
+        }
         arch::println!("memory map: {} entries", self.memory_map_entries);
         for ((_, name), total) in ENTRY_TYPES.iter().zip(&self.memory_by_type) {
             if total.entries > 0 {

@@ -17,7 +17,8 @@ use super::requests::{
     RSDP, STACK_SIZE,
 };
 
-/// Panics unless the bootloader accepted base revision 3 and answered every request.
+/// Panics unless the bootloader accepted base revision 3 and answered every request the
+/// kernel needs (all but RSDP).
 pub fn check() {
     assert!(
         BASE_REVISION.is_supported(),
@@ -27,7 +28,6 @@ pub fn check() {
     hhdm();
     memory_map();
     mp();
-    rsdp();
     executable_address();
     executable_cmdline();
     require(STACK_SIZE.get_response(), "stack size");
@@ -73,9 +73,10 @@ pub fn cpus_bsp_first() -> impl Iterator<Item = &'static Cpu> {
         .copied()
 }
 
-/// The RSDP response.
-pub fn rsdp() -> &'static RsdpResponse {
-    require(RSDP.get_response(), "RSDP")
+/// The RSDP response: optional, since the kernel reads no ACPI table itself (the bootloader
+/// found the CPUs in the MADT), and a machine without ACPI has none.
+pub fn rsdp() -> Option<&'static RsdpResponse> {
+    RSDP.get_response()
 }
 
 /// The kernel image's load addresses.
