@@ -48,6 +48,11 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 }
 
+/// Heap bytes free right now (fragmentation aside: one allocation of this size may fail).
+pub fn free_bytes() -> usize {
+    HEAP.0.lock().free()
+}
+
 /// Takes the heap's frames from `mm` and hands them to the allocator; returns its size in
 /// bytes. Once, on the BSP, after `memory::init` and `arch::paging::init`.
 pub fn init(cpu_count: usize) -> u64 {

@@ -128,7 +128,8 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper) -> PhaseRun {
         FRAMES.stats()
     };
     let cpus = smp::cpu_count();
-    let shared = Shared::new(phase, cpus, before.free + before.cached);
+    let heap_bytes = crate::memory::heap::free_bytes();
+    let shared = Shared::new(phase, cpus, before.free + before.cached, heap_bytes);
     let results: Vec<Mutex<CpuRun>> = (0..cpus).map(|_| Mutex::new(CpuRun::default())).collect();
     let start = smp::Barrier::new(cpus);
     let live = Live::new(phase.name(), mode);

@@ -107,17 +107,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free.
+    /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free and
+    /// `heap_bytes` of kernel heap to spare.
     ///
     /// `cross` queues hold all a sender sends to one peer, so a sender never waits for a
     /// receiver: with more virtual CPUs than host cores a full queue would otherwise measure
     /// the host's scheduler, not the allocator. To keep that within memory, a CPU sends at
-    /// most its share of half the available frames.
-    pub fn new(phase: Phase, cpus: usize, available: u64) -> Self {
+    /// most its share of half the available frames, and all queues together take at most
+    /// half of `heap_bytes` (they grow with the square of the CPU count).
+    pub fn new(phase: Phase, cpus: usize, available: u64, heap_bytes: usize) -> Self {
         let is_cross = phase == Phase::Cross;
-        let cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
-        let batches = cross_sends.div_ceil(CROSS_BATCH);
-        let capacity = batches.div_ceil(cpus.saturating_sub(1).max(1));
+        let mut cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
+        while cross_sends > 1 && queue_bytes(cpus, cross_sends) > heap_bytes / 2 {
+            cross_sends /= 2;
+        }
+        let capacity = queue_capacity(cpus, cross_sends);
         let queues = if is_cross { cpus * cpus } else { 0 };
         Shared {
             cpus,
@@ -132,6 +136,20 @@ impl Shared {
     fn queue(&self, src: usize, dst: usize) -> &ArrayQueue<Batch> {
         &self.queues[src * self.cpus + dst]
     }
+}
+
+/// Batches one `cross` queue must hold when each CPU sends `sends` frames.
+fn queue_capacity(cpus: usize, sends: usize) -> usize {
+    sends
+        .div_ceil(CROSS_BATCH)
+        .div_ceil(cpus.saturating_sub(1).max(1))
+}
+
+/// Heap bytes the `cpus * cpus` queues of a `cross` run take (a slot is a batch plus the
+/// queue's sequence stamp).
+fn queue_bytes(cpus: usize, sends: usize) -> usize {
+    let slot = core::mem::size_of::<Batch>() + core::mem::size_of::<usize>();
+    cpus * cpus * queue_capacity(cpus, sends) * slot
 }
 
 /// Up to [`CROSS_BATCH`] frames in transit between two CPUs.
