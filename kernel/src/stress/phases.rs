@@ -152,25 +152,43 @@ fn queue_bytes(cpus: usize, sends: usize) -> usize {
     cpus * cpus * queue_capacity(cpus, sends) * slot
 }
 
-/// Up to [`CROSS_BATCH`] frames in transit between two CPUs.
+/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, with their tags (kept
+/// apart from [`Held`] for a compact queue slot: the queues of a run take most of its heap).
 #[derive(Clone, Copy)]
 struct Batch {
-    held: [Option<Held>; CROSS_BATCH],
+    frames: [Frame; CROSS_BATCH],
+    tags: [u64; CROSS_BATCH],
+    len: usize,
 }
 
 impl Batch {
     /// Allocates up to `n` (at most [`CROSS_BATCH`]) frames; `None` if it got none.
     fn alloc(w: &mut Worker, n: usize) -> Option<Batch> {
-        let mut held = [None; CROSS_BATCH];
-        for slot in held.iter_mut().take(n) {
-            *slot = Some(w.alloc()?);
+        let mut batch = Batch {
+            frames: [Frame::from_number(0); CROSS_BATCH],
+            tags: [0; CROSS_BATCH],
+            len: 0,
+        };
+        while batch.len < n.min(CROSS_BATCH) {
+            // A failure ends the batch; the frames already in it still travel.
+            let Some(held) = w.alloc() else { break };
+            batch.frames[batch.len] = held.frame;
+            batch.tags[batch.len] = held.tag;
+            batch.len += 1;
         }
-        held[0].is_some().then_some(Batch { held })
+        (batch.len > 0).then_some(batch)
     }
 
-    /// Frees every frame of the batch; returns how many.
+    /// Checks and frees every frame of the batch; returns how many.
     fn free(self, w: &mut Worker) -> usize {
-        self.held.into_iter().flatten().map(|h| w.free(h)).count()
+        for (&frame, &tag) in self.frames.iter().zip(&self.tags).take(self.len) {
+            w.free(Held {
+                frame,
+                count: 1,
+                tag,
+            });
+        }
+        self.len
     }
 }
 
