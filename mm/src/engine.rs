@@ -18,7 +18,7 @@ use crate::error::AttachError;
 use crate::frame::PhysRange;
 use crate::global::Global;
 use crate::lock::TimedLock;
-use crate::raw::Clock;
+use crate::raw::{CacheTable, Clock};
 use crate::stats::{AddReport, Counter, CpuCounters, CpuStats, Mode, Stats};
 use crate::sync::{AtomicU8, AtomicUsize, const_unless_loom};
 
@@ -29,7 +29,7 @@ pub struct Engine<B, C> {
     /// Full magazines shared by all CPUs.
     pub(crate) depot: Depot,
     /// The per-CPU caches, index = CPU number; unset until `attach_caches`.
-    pub(crate) caches: spin::Once<&'static [&'static CpuCache]>,
+    pub(crate) caches: CacheTable,
     /// Counters of operations made before caches were attached (shared, updated atomically).
     pub(crate) early: CpuCounters,
     /// [`Mode`] as a `u8` (0 = magazine, so all-zero bytes mean magazine mode).
@@ -62,7 +62,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             Self {
                 global: TimedLock::new(Global::new()),
                 depot: Depot::new(),
-                caches: spin::Once::new(),
+                caches: CacheTable::new(),
                 early: CpuCounters::new(),
                 mode: AtomicU8::new(MAGAZINE_MODE),
                 reclaiming: AtomicUsize::new(0),
@@ -112,12 +112,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         if let Some((first, second)) = first_duplicate(caches) {
             return Err(AttachError::Duplicate { first, second });
         }
-        let mut attached_now = false;
-        self.caches.call_once(|| {
-            attached_now = true;
-            caches
-        });
-        if attached_now {
+        if self.caches.install(caches) {
             Ok(())
         } else {
             Err(AttachError::AlreadyAttached)
@@ -127,9 +122,11 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// The route of CPU `cpu`, or `None` if caches are attached but none is CPU `cpu`'s.
     #[inline]
     pub(crate) fn route(&self, cpu: usize) -> Option<Route<'_>> {
-        match self.caches.get() {
-            None => Some(Route::Early),
-            Some(caches) => caches.get(cpu).map(|&cache| Route::Cpu(cache)),
+        let caches = self.caches.get();
+        match caches.get(cpu) {
+            Some(&cache) => Some(Route::Cpu(cache)),
+            None if caches.is_empty() => Some(Route::Early),
+            None => None,
         }
     }
 
@@ -178,7 +175,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
 
     /// The attached caches (empty before `attach_caches`).
     pub(crate) fn caches(&self) -> &'static [&'static CpuCache] {
-        self.caches.get().copied().unwrap_or(&[])
+        self.caches.get()
     }
 
     /// Caps the frames the depot may hold; returns the cap in force (whole magazines) after

@@ -109,8 +109,9 @@
 //! two vCPUs are oversubscribed, which punishes the baseline's spin lock (a preempted holder
 //! stalls everyone) more than a kernel CPU, never preempted holding it, would see.
 //! Instructions per alloc+free pair served from a magazine (`cargo bench -p mm --bench
-//! instructions` or `mm/benches/instructions.sh`, callgrind, loop overhead included): 57
-//! without `checked`, 64 with it (`mm/benches/instructions.sh 100000 --features checked`).
+//! instructions` or `mm/benches/instructions.sh`, callgrind, loop overhead included): 50
+//! without `checked`, 59 with it (`mm/benches/instructions.sh 100000 --features checked`).
+//! Before the cache table (`raw::CacheTable`) replaced a `spin::Once`, they were 57 and 64.
 //!
 //! ## Unsafe code
 //! Only `raw.rs`: the [`CpuGuard`] contract, the per-CPU cache lock (one `xchg` to take, a

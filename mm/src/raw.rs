@@ -6,10 +6,14 @@
 //! - [`RawSpinLock`] is a test-and-test-and-set lock whose acquisition is one `xchg`, used only
 //!   for the per-CPU cache locks (the global bitmap and the depot use `spin::Mutex`). The fast
 //!   path takes a cache lock twice per alloc+free pair, and `spin::Mutex`'s compare-exchange
-//!   costs two more per pair: 59 instead of 57 (67 instead of 64 with `checked`), measured
-//!   with `mm/benches/instructions.sh`, against a budget of under 60.
+//!   cost two more instructions per pair when measured (59 instead of 57, 67 instead of 64
+//!   with `checked`, before the cache table below; `mm/benches/instructions.sh`), against a
+//!   budget of under 60.
 //! - [`Clock`] keeps the lock-timing function pointer in an `AtomicPtr`, so `set_clock` works
 //!   on an allocator that already lives in a `static` and is shared by every CPU.
+//! - [`CacheTable`] holds the attached per-CPU caches as a pointer and a length, set once:
+//!   the fast path finds a CPU's cache with one compare and two loads, where `spin::Once`
+//!   would add a test of its state (3 instructions per operation, 6 per alloc+free pair).
 //!
 //! # Implementation
 //! The lock hands out its `UnsafeCell` contents only through a guard that exists while the
@@ -17,7 +21,9 @@
 //! by `transmute`; the cell accepts nothing but `fn() -> u64`, so every non-null value it
 //! holds is one.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::cache::CpuCache;
 
 #[cfg(not(loom))]
 pub(crate) use spin_lock::{RawSpinGuard, RawSpinLock};
@@ -69,6 +75,59 @@ impl Clock {
         // value back yields the function pointer that was stored.
         let now = unsafe { core::mem::transmute::<*mut (), fn() -> u64>(raw) };
         now()
+    }
+}
+
+/// The per-CPU caches, index = CPU number: a `&'static [&'static CpuCache]` installed once.
+/// Empty until then; all-zero bytes are that empty table.
+pub(crate) struct CacheTable {
+    /// The slice's start; set once, by the installer that wins the compare-exchange.
+    ptr: AtomicPtr<&'static CpuCache>,
+    /// The slice's length, published (release) after `ptr`; 0 until then.
+    len: AtomicUsize,
+}
+
+impl CacheTable {
+    /// An empty table.
+    pub(crate) const fn new() -> Self {
+        Self {
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Installs `caches` (not empty) unless a table is installed or being installed; `false`
+    /// if one was.
+    pub(crate) fn install(&self, caches: &'static [&'static CpuCache]) -> bool {
+        debug_assert!(
+            !caches.is_empty(),
+            "an empty table cannot be told from none"
+        );
+        let ptr = caches.as_ptr().cast_mut();
+        let null = core::ptr::null_mut();
+        if (self.ptr)
+            .compare_exchange(null, ptr, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.len.store(caches.len(), Ordering::Release);
+        true
+    }
+
+    /// The installed caches, or an empty slice.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &'static [&'static CpuCache] {
+        let len = self.len.load(Ordering::Acquire);
+        if len == 0 {
+            return &[];
+        }
+        let ptr = self.ptr.load(Ordering::Relaxed);
+        // SAFETY: a non-zero `len` was stored (release, read here with acquire) only by the
+        // `install` call whose compare-exchange set `ptr` before it, and neither changes
+        // again; so `ptr` and `len` are the start and length of the `&'static` slice that
+        // call was given, valid and immutable for the rest of the program.
+        unsafe { core::slice::from_raw_parts(ptr, len) }
     }
 }
 
@@ -189,6 +248,52 @@ mod spin_lock {
                 }
             });
             assert_eq!(*lock.lock(), 40_000);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod cache_table_tests {
+    use super::*;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    /// A leaked table of `n` fresh caches.
+    fn leaked_caches(n: usize) -> &'static [&'static CpuCache] {
+        let caches: Vec<&'static CpuCache> = (0..n)
+            .map(|_| &*Box::leak(Box::new(CpuCache::new())))
+            .collect();
+        caches.leak()
+    }
+
+    #[test]
+    fn empty_until_installed_then_fixed() {
+        let table = CacheTable::new();
+        assert!(table.get().is_empty());
+        let first = leaked_caches(3);
+        assert!(table.install(first));
+        assert!(
+            !table.install(leaked_caches(2)),
+            "a second install is refused"
+        );
+        assert!(core::ptr::eq(table.get(), first));
+    }
+
+    #[test]
+    fn racing_installs_leave_exactly_one_winner() {
+        for _ in 0..50 {
+            let table = CacheTable::new();
+            let candidates: Vec<_> = (1..=8).map(leaked_caches).collect();
+            let won: Vec<bool> = std::thread::scope(|s| {
+                let handles: Vec<_> = candidates
+                    .iter()
+                    .map(|&c| s.spawn(|| table.install(c)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(won.iter().filter(|&&w| w).count(), 1);
+            let winner = won.iter().position(|&w| w).unwrap();
+            assert!(core::ptr::eq(table.get(), candidates[winner]));
         }
     }
 }

@@ -9,9 +9,9 @@
 //! - [`Mutex`], the lock of the shared layers (the global bitmap and the depot), is
 //!   `spin::Mutex`, wrapped by [`crate::lock::TimedLock`] for its contention counters.
 //! - [`SpinLock`], the per-CPU cache lock, is [`crate::raw::RawSpinLock`]: the fast path takes
-//!   it twice per alloc+free pair, and its one-`xchg` acquisition keeps the pair at 57
-//!   instructions where `spin::Mutex`'s compare-exchange makes it 59 (64 and 67 with
-//!   `checked`; `mm/benches/instructions.sh`).
+//!   it twice per alloc+free pair, and its one-`xchg` acquisition saves two instructions per
+//!   pair over `spin::Mutex`'s compare-exchange (the pair is now 50, 59 with `checked`;
+//!   `mm/benches/instructions.sh`).
 //!
 //! Both are unlocked when all bytes are zero (`spin::Mutex` is a `false` flag, or two zero
 //! ticket counters with spin's `use_ticket_mutex`; `tests/api.rs` takes the locks of a zeroed
