@@ -2,6 +2,8 @@
 //! `just run-smp N`.
 //!
 //! Usage: `qemu-run [--smp N] [--mem SIZE] [--cpu MODEL] [--cmdline "..."] [--timeout SECS]`.
+//! The timeout defaults to [`DEFAULT_TIMEOUT`] (`--timeout 0` waits for ever): a kernel that
+//! neither passes nor fails in that time is stopped, and the run reported as timed out.
 //! Without `--cmdline` the command line is the `cmdline:` of `limine.conf`, so both boot paths
 //! run the same thing. The exit status is the kernel's verdict: 0 for `RESULT PASS`, 1 for a
 //! kernel failure, 2 for a loader failure, 3 for anything else (triple fault, QEMU error,
@@ -10,6 +12,10 @@
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use tests::{Boot, Status, limine_cmdline, qemu_command};
+
+/// How long a run may take without `--timeout`: far beyond any stress run seen (an 8-CPU
+/// run takes about 5 s here, a 64-CPU one about 2 minutes), short of a silent hang.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 struct Args {
     smp: u32,
@@ -25,7 +31,7 @@ fn parse_args() -> Result<Args, String> {
         mem: "1G".into(),
         cpu: "max".into(),
         cmdline: None,
-        timeout: None,
+        timeout: Some(DEFAULT_TIMEOUT),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -39,7 +45,7 @@ fn parse_args() -> Result<Args, String> {
                 let secs = value
                     .parse()
                     .map_err(|_| format!("bad --timeout {value}"))?;
-                args.timeout = Some(Duration::from_secs(secs));
+                args.timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -89,8 +95,13 @@ fn main() -> ExitCode {
         Status::LoaderFailed => 2,
         Status::Unknown(_) | Status::TimedOut => 3,
     };
-    if code != 0 {
-        eprintln!("qemu-run: {status:?}");
+    match (status, args.timeout) {
+        (Status::TimedOut, Some(limit)) => eprintln!(
+            "qemu-run: no verdict after {} s: QEMU stopped (--timeout SECS to change)",
+            limit.as_secs()
+        ),
+        _ if code != 0 => eprintln!("qemu-run: {status:?}"),
+        _ => {}
     }
     ExitCode::from(code)
 }
