@@ -83,11 +83,69 @@ impl PhysRange {
         let bytes = self.end.saturating_sub(self.start);
         bytes - (frames.end - frames.start) * FRAME_SIZE
     }
+
+    /// Whether the two ranges share a byte (empty ranges share none).
+    pub const fn overlaps(&self, other: &PhysRange) -> bool {
+        self.start < other.end && other.start < self.end && !self.is_empty() && !other.is_empty()
+    }
+
+    /// Whether the range holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// The first pair `(i, j)`, `i < j`, of the ranges `range(0)..range(n)` that share a byte, if
+/// any: the check a memory map must pass before any of it is trusted (a usable entry that
+/// overlaps the kernel image or firmware data would hand those out as free frames).
+///
+/// Quadratic, and allocation-free, so it runs before there is a heap; memory maps have tens
+/// to a few hundred entries.
+pub fn first_overlap(n: usize, range: impl Fn(usize) -> PhysRange) -> Option<(usize, usize)> {
+    (0..n).find_map(|i| {
+        let a = range(i);
+        (i + 1..n).find(|&j| a.overlaps(&range(j))).map(|j| (i, j))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlap_needs_a_shared_byte() {
+        let r = PhysRange::new;
+        assert!(r(0, 10).overlaps(&r(9, 20)));
+        assert!(r(9, 20).overlaps(&r(0, 10)));
+        assert!(r(0, 30).overlaps(&r(10, 20)), "containment");
+        assert!(
+            !r(0, 10).overlaps(&r(10, 20)),
+            "adjacent ranges share no byte"
+        );
+        assert!(
+            !r(5, 5).overlaps(&r(0, 10)),
+            "an empty range overlaps nothing"
+        );
+        assert!(!r(8, 2).overlaps(&r(0, 10)), "nor does an inverted one");
+    }
+
+    #[test]
+    fn first_overlap_finds_the_first_pair_in_any_order() {
+        let map = [
+            PhysRange::new(0x10_0000, 0x20_0000),
+            PhysRange::new(0, 0x1000),
+            PhysRange::new(0x1000, 0x9_f000),
+            PhysRange::new(0x1f_f000, 0x30_0000),
+            PhysRange::new(0x2000, 0x3000),
+        ];
+        assert_eq!(first_overlap(map.len(), |i| map[i]), Some((0, 3)));
+        assert_eq!(
+            first_overlap(3, |i| map[i]),
+            None,
+            "sorted or not, disjoint passes"
+        );
+        assert_eq!(first_overlap(0, |i| map[i]), None);
+    }
 
     #[test]
     fn frame_address_round_trip() {

@@ -163,7 +163,7 @@ pub use allocator::FrameAllocator;
 pub use cache::CpuCache;
 pub use depot::DEPOT_SLOTS;
 pub use error::{AllocError, AttachError, FreeError, FreeErrorKind};
-pub use frame::{FRAME_SIZE, Frame, PhysRange};
+pub use frame::{FRAME_SIZE, Frame, PhysRange, first_overlap};
 pub use magazine::MAGAZINE_SIZE;
 pub use raw::CpuGuard;
 pub use stats::{AddReport, CpuStats, LockStats, Mode, Stats};

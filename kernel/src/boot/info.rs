@@ -26,6 +26,14 @@ const ENTRY_TYPES: [(EntryType, &str); 8] = [
     (EntryType::FRAMEBUFFER, "framebuffer"),
 ];
 
+/// The summary's name of a memory-map entry type (`unknown` for types Limine does not define).
+pub fn entry_type_name(entry_type: EntryType) -> &'static str {
+    ENTRY_TYPES
+        .iter()
+        .find(|(t, _)| *t == entry_type)
+        .map_or("unknown", |(_, name)| name)
+}
+
 /// The entry types the HHDM maps under base revision 3.
 const HHDM_TYPES: [EntryType; 4] = [
     EntryType::USABLE,

@@ -11,6 +11,7 @@ use limine::response::{
     BootloaderInfoResponse, ExecutableAddressResponse, ExecutableCmdlineResponse, HhdmResponse,
     MemoryMapResponse, MpResponse, RsdpResponse,
 };
+use mm::PhysRange;
 
 use super::requests::{
     BASE_REVISION, BOOTLOADER_INFO, EXECUTABLE_ADDRESS, EXECUTABLE_CMDLINE, HHDM, MEMORY_MAP, MP,
@@ -26,7 +27,7 @@ pub fn check() {
     );
     bootloader_info();
     hhdm();
-    memory_map();
+    check_memory_map(memory_map_entries());
     mp();
     executable_address();
     executable_cmdline();
@@ -50,6 +51,39 @@ pub fn hhdm() -> &'static HhdmResponse {
 /// The memory map.
 pub fn memory_map() -> &'static MemoryMapResponse {
     require(MEMORY_MAP.get_response(), "memory map")
+}
+
+/// Panics, naming the entries, unless the memory map is sane: no entry wraps around the
+/// address space and no two share a byte (a usable entry overlapping the kernel image or
+/// firmware data would hand those out as free frames). The order is not checked: the
+/// protocol promises it, and nothing here depends on it.
+fn check_memory_map(entries: &[&Entry]) {
+    let wraps = |i: usize| entries[i].base.checked_add(entries[i].length).is_none();
+    if let Some(i) = (0..entries.len()).find(|&i| wraps(i)) {
+        panic!(
+            "the memory map is corrupt: entry {i} ({}) wraps around",
+            Described(entries[i])
+        );
+    }
+    let range = |i: usize| PhysRange::new(entries[i].base, entries[i].base + entries[i].length);
+    if let Some((i, j)) = mm::first_overlap(entries.len(), range) {
+        panic!(
+            "the memory map is corrupt: entry {i} ({}) overlaps entry {j} ({})",
+            Described(entries[i]),
+            Described(entries[j])
+        );
+    }
+}
+
+/// A memory-map entry as `<type> <base>+<length>`, formatted without the heap (there is none
+/// yet when the map is checked).
+struct Described<'a>(&'a Entry);
+
+impl core::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kind = super::info::entry_type_name(self.0.entry_type);
+        write!(f, "{kind} {:#x}+{:#x}", self.0.base, self.0.length)
+    }
 }
 
 /// The memory map entries.
