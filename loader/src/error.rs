@@ -20,6 +20,8 @@ pub enum Error {
     NoModule,
     /// The command line is longer than the loader's copy of it.
     CmdlineTooLong,
+    /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`).
+    UnknownFaultHook,
     /// The module is not an x86_64 ELF64 executable; the text says which check failed.
     NotAnExecutable(&'static str),
     /// A PT_LOAD segment lies below the higher half (`0xffffffff80000000`).
@@ -123,6 +125,7 @@ impl fmt::Display for Error {
                 "no module, or an empty one: pass the kernel ELF with -initrd"
             ),
             CmdlineTooLong => write!(f, "command line too long"),
+            UnknownFaultHook => write!(f, "unknown loader.fault= value (expected page or ud)"),
             NotAnExecutable(why) => write!(f, "module is not an x86_64 ELF64 executable: {why}"),
             SegmentNotHigherHalf { vaddr } => {
                 write!(
@@ -192,12 +195,13 @@ mod tests {
     use std::string::ToString;
 
     /// One value of every variant, plus an ACPI signature that is not UTF-8.
-    const ALL: [Error; 29] = [
+    const ALL: [Error; 30] = [
         BadStartInfoMagic(0x2bad_b002),
         NoMemoryMap,
         TooManyE820Entries(129),
         NoModule,
         CmdlineTooLong,
+        UnknownFaultHook,
         NotAnExecutable("no ELF magic"),
         SegmentNotHigherHalf { vaddr: 0x40_0000 },
         SegmentOutsideFile { index: 1 },

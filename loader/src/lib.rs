@@ -15,10 +15,12 @@
 //!   planning its placement), [`paging`] and [`hhdm`] (the kernel's page tables), [`requests`]
 //!   (finding requests, the base revision handshake), [`answer`] (writing responses), [`acpi`]
 //!   (RSDP, XSDT, MADT), [`protocol`] (magic numbers and layouts, checked against the `limine`
-//!   crate in tests);
+//!   crate in tests), [`exception`] (the loader's own IDT: vector names, gate encoding, the
+//!   exception report line, the `loader.fault=` test hook);
 //! - the binary (`src/main.rs`, `src/machine/`): the PVH entry and long mode switch, COM1,
-//!   identity-mapped physical memory, the local APIC, the PIT-calibrated TSC, the AP trampoline
-//!   and the final jump. It holds all of the loader's `unsafe` code.
+//!   the IDT and its entry stubs, identity-mapped physical memory, the local APIC, the
+//!   PIT-calibrated TSC, the AP trampoline and the final jump. It holds all of the loader's
+//!   `unsafe` code.
 //!
 //! # Implementation
 //! The library carries `#![deny(unsafe_code)]` (tests excepted, to view `limine` crate
@@ -36,6 +38,7 @@ pub mod acpi;
 pub mod answer;
 pub mod elf;
 pub mod error;
+pub mod exception;
 pub mod hhdm;
 pub mod memmap;
 pub mod paging;

@@ -5,11 +5,12 @@
 //! base revision 3 kernel and jumps to it; the kernel cannot tell the two apart.
 //!
 //! # Implementation
-//! [`boot`] is the whole sequence, one step per function; every step returns
-//! `Result<_, loader::Error>` and any error ends in `loader: error: <what>` and exit status 37
-//! ([`machine::exit::fail`]):
-//! 1. read `start_info` and build the memory map, carving out page 0, the loader image, the
-//!    module and the firmware's structures;
+//! [`loader_main`] first loads the BSP's IDT ([`machine::idt`]), so a CPU exception in the
+//! loader ends like any other failure. [`boot`] is the whole sequence, one step per function;
+//! every step returns `Result<_, loader::Error>` and any error ends in `loader: error: <what>`
+//! and exit status 37 ([`machine::exit::fail`]):
+//! 1. read `start_info` (and act on the test hook below) and build the memory map, carving out
+//!    page 0, the loader image, the module and the firmware's structures;
 //! 2. validate the kernel ELF, place it in physically contiguous memory, copy it, find its
 //!    requests and answer the base revision tag ([`load_kernel`]);
 //! 3. build the kernel's page tables (image at its link address, HHDM) and add their upper half
@@ -18,6 +19,15 @@
 //! 5. choose the APIC mode, mask the PIC and I/O APICs, answer MP and start every AP
 //!    ([`set_up_cpus`]); answer the memory map request last, when no allocation remains;
 //! 6. hand off ([`machine::handoff`]).
+//!
+//! # Test hook
+//! The command-line word `loader.fault=page` makes the loader read an unmapped address
+//! ([`loader::exception::FAULT_ADDRESS`]) right after reading `start_info`, and
+//! `loader.fault=ud` makes it execute `ud2`: deliberate CPU exceptions that exercise the IDT.
+//! The run ends with exactly one line `loader: error: CPU exception 14 (page fault) error=0x0
+//! rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
+//! never runs. Any other `loader.fault=` value is an error. The boot tests use it
+//! (`tests/tests/loader.rs`); normal command lines never contain it.
 
 #![no_std]
 #![no_main]
@@ -28,6 +38,7 @@ use loader::Error;
 use loader::acpi::{self, Madt, Rsdp};
 use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
 use loader::elf::{self, KernelElf};
+use loader::exception;
 use loader::hhdm::HHDM_OFFSET;
 use loader::memmap::{EntryType, MemoryMap};
 use loader::paging::{self, KernelPlacement, PagingFeatures};
@@ -40,12 +51,14 @@ use machine::idmem::IdentityMemory;
 use machine::lapic::Lapic;
 use machine::serial::log;
 use machine::trampoline::TrampolineConfig;
-use machine::{cpu, entry, exit, legacy, smp};
+use machine::{cpu, entry, exit, idt, legacy, smp};
 
 /// The Rust entry point, called by `pvh_start32` in long mode with the `start_info` address.
 #[unsafe(no_mangle)]
 extern "C" fn loader_main(start_info: u32) -> ! {
     machine::serial::init();
+    // SAFETY: the BSP, in long mode on the identity map and the loader's GDT; no AP runs yet.
+    unsafe { idt::install() };
     log!("mmloader {}", env!("CARGO_PKG_VERSION"));
     // SAFETY: called once; the identity map is live, and the loader only reads firmware
     // structures, the module and memory it allocated from the memory map.
@@ -61,6 +74,10 @@ extern "C" fn loader_main(start_info: u32) -> ! {
 /// Steps 1-5 of the module docs; returns where to enter the kernel.
 fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     let info = pvh::read(mem, start_info)?;
+    if let Some(fault) = exception::fault_hook(info.cmdline())? {
+        log!("test hook loader.fault: raising {fault:?} on purpose");
+        idt::fault(fault);
+    }
     let mut map = initial_memory_map(&info)?;
     let features = enable_paging_features();
     let (elf, kernel, revision) = load_kernel(mem, &mut map, &info)?;

@@ -5,7 +5,10 @@
 //! Covered: no module (no `-initrd`) and an empty one; bytes that are not ELF at all; a kernel
 //! ELF with its magic, `e_machine`, `e_type` or `e_entry` clobbered; one cut short in the middle
 //! of a segment; one with a segment moved below the higher half or onto its neighbour; one whose
-//! image cannot fit in RAM; a machine without ACPI (no RSDP for the MP request).
+//! image cannot fit in RAM; a machine without ACPI (no RSDP for the MP request). CPU
+//! exceptions in the loader itself, raised through its `loader.fault=` test hook: a page fault
+//! (a vector with a CPU error code) and an invalid opcode (one without), each reported by the
+//! loader's IDT as one error line instead of a silent triple fault; an unknown hook value.
 //!
 //! # Implementation
 //! Bad modules are derived at run time from the kernel ELF under test (`KERNEL_ELF`, by default
@@ -15,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tests::{Boot, Outcome, Status, boot, kernel_elf, workspace_root};
+use tests::{Boot, Outcome, Status, boot, kernel_elf, loader_elf, workspace_root};
 
 /// Wall-clock limit per boot; the loader fails within a second, so this only catches hangs.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -305,4 +308,76 @@ fn machine_without_acpi_has_no_rsdp() {
         ..Default::default()
     });
     assert_eq!(loader_error(&out), "no ACPI RSDP found");
+}
+
+/// The unmapped address `loader.fault=page` reads (`loader::exception::FAULT_ADDRESS`).
+const FAULT_ADDRESS: u64 = 0x1_dead_b000;
+
+/// Boots the real kernel with `hook` added to the command line; returns the loader's error.
+#[track_caller]
+fn hooked_error(hook: &str) -> String {
+    let cmdline = format!("test=boot {hook}");
+    loader_error(&boot(&Boot {
+        smp: 2,
+        cmdline: &cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    }))
+}
+
+/// The `key=<hex>` value of an exception report.
+#[track_caller]
+fn hex_field(report: &str, key: &str) -> u64 {
+    let value = report
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {report:?}"));
+    let digits = value
+        .strip_prefix("0x")
+        .unwrap_or_else(|| panic!("{key}={value} is not 0x-prefixed hex"));
+    u64::from_str_radix(digits, 16).unwrap_or_else(|e| panic!("{key}={value}: {e}"))
+}
+
+/// Asserts that `rip` lies in one of the loader ELF's segments: the handler read the frame at
+/// the right offsets.
+#[track_caller]
+fn assert_in_loader(rip: u64) {
+    let loader = std::fs::read(loader_elf()).expect("the loader ELF is readable");
+    assert!(
+        loads(&loader)
+            .iter()
+            .any(|l| (l.vaddr..l.vaddr + l.memsz).contains(&rip)),
+        "rip {rip:#x} is outside the loader image"
+    );
+}
+
+#[test]
+fn page_fault_in_the_loader_is_reported() {
+    let error = hooked_error("loader.fault=page");
+    assert!(
+        error.starts_with("CPU exception 14 (page fault) error=0x0 rip=0x"),
+        "unexpected error: {error}"
+    );
+    assert_eq!(hex_field(&error, "cr2"), FAULT_ADDRESS, "{error}");
+    assert_eq!(hex_field(&error, "error"), 0, "a not-present read: {error}");
+    assert_in_loader(hex_field(&error, "rip"));
+}
+
+#[test]
+fn exception_without_error_code_is_reported() {
+    // #UD pushes no error code, so the stub's dummy 0 keeps RIP where the handler reads it.
+    let error = hooked_error("loader.fault=ud");
+    assert!(
+        error.starts_with("CPU exception 6 (invalid opcode) error=0x0 rip=0x"),
+        "unexpected error: {error}"
+    );
+    assert_in_loader(hex_field(&error, "rip"));
+}
+
+#[test]
+fn unknown_fault_hook_is_rejected() {
+    assert_eq!(
+        hooked_error("loader.fault=bogus"),
+        "unknown loader.fault= value (expected page or ud)"
+    );
 }

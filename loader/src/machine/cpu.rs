@@ -119,6 +119,14 @@ pub fn read_cr3() -> u64 {
     v
 }
 
+/// The current CR2: the linear address of the last page fault.
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 /// Loads CR3 (flushing non-global TLB entries).
 ///
 /// # Safety

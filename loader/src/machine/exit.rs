@@ -15,6 +15,12 @@ const LOADER_FAILURE: u32 = 0x12;
 /// Reports `what` as the loader's error and ends the run.
 pub fn fail(what: &dyn Display) -> ! {
     log!("error: {what}");
+    exit_now()
+}
+
+/// Ends the run with the loader failure code without printing anything (for a failure while
+/// the error line is being printed).
+pub fn exit_now() -> ! {
     // SAFETY: writing the debug-exit port ends QEMU; on a machine without the device the write
     // goes nowhere and we halt below.
     unsafe { outl(DEBUG_EXIT_PORT, LOADER_FAILURE) };

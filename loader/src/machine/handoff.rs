@@ -4,7 +4,9 @@
 //! tables in CR3, the protocol GDT (through its HHDM address) with CS = 0x28 and the data
 //! segments = 0x30, interrupts and the direction flag clear, `rsp` at the top of the BSP stack
 //! (an HHDM address) with a return address of 0 pushed, every other general register zero,
-//! PAT in the protocol layout, `EFER.NXE` set when available, `CR0.WP` set.
+//! PAT in the protocol layout, `EFER.NXE` set when available, `CR0.WP` set. The IDT is empty
+//! (limit 0), as on the APs: the kernel relies on no bootloader IDT (it loads its own first
+//! thing), and nothing it receives points into the loader's.
 //!
 //! # Implementation
 //! The kernel's tables have no identity map, so the last instructions cannot run at the
@@ -15,6 +17,7 @@
 
 use super::cpu::{IA32_PAT, LIMINE_PAT, wrmsr};
 use super::entry::{self, KERNEL_CS, KERNEL_DS};
+use super::idt;
 use core::arch::{asm, global_asm};
 
 global_asm!(
@@ -104,6 +107,7 @@ pub unsafe fn enter_kernel(h: &Handoff) -> ! {
     unsafe {
         wrmsr(IA32_PAT, LIMINE_PAT);
         asm!("lgdt [{}]", in(reg) &raw const gdtr, options(readonly, nostack, preserves_flags));
+        idt::unload();
         asm!(
             "cli",
             "jmp {stub}",

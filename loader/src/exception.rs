@@ -1,0 +1,299 @@
+//! CPU exceptions in the loader: vector names, the IDT gate encoding, the one-line report, and
+//! the `loader.fault=` test hook.
+//!
+//! The binary installs a 32-gate IDT on the BSP as soon as it runs in long mode; every gate
+//! enters a stub that ends in [`Report`] printed as the loader's error line (exit status 37),
+//! where without an IDT the machine would triple-fault silently. The decisions live here so
+//! they are host tested: which vectors get a CPU-pushed error code ([`ERROR_CODE_VECTORS`],
+//! the assembly stubs read the mask), what the gates look like ([`Gate`]), what the line says
+//! ([`Report`]), and which deliberate fault the command line asks for ([`fault_hook`]).
+//!
+//! Vector numbers, names and error codes follow the Intel SDM Vol. 3A, Table 6-1 ("Protected-
+//! Mode Exceptions and Interrupts"), plus AMD's 28-30 (APM Vol. 2, 8.2).
+
+use crate::Error;
+use core::fmt;
+
+/// Number of exception vectors the loader's IDT covers (0-31, the architecturally defined ones).
+pub const VECTORS: usize = 32;
+
+/// Bit `v` is set when the CPU pushes an error code for exception `v`: #DF (8), #TS (10),
+/// #NP (11), #SS (12), #GP (13), #PF (14), #AC (17), #CP (21), #VC (29), #SX (30). The entry
+/// stubs push a 0 for every other vector, so the frame layout never varies.
+pub const ERROR_CODE_VECTORS: u32 = mask(&[8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
+
+/// The set of `vectors` as a bit mask.
+const fn mask(vectors: &[u8]) -> u32 {
+    let (mut bits, mut i) = (0, 0);
+    while i < vectors.len() {
+        bits |= 1 << vectors[i];
+        i += 1;
+    }
+    bits
+}
+
+/// Vector of the page fault (#PF).
+pub const PAGE_FAULT: u8 = 14;
+/// Vector of the invalid opcode exception (#UD).
+pub const INVALID_OPCODE: u8 = 6;
+
+/// The name of every exception vector, as the report line prints it.
+const NAMES: [&str; VECTORS] = [
+    "divide error",
+    "debug",
+    "non-maskable interrupt",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point exception",
+    "virtualization exception",
+    "control protection exception",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection exception",
+    "VMM communication exception",
+    "security exception",
+    "reserved",
+];
+
+/// The name of exception `vector`, or `"unknown vector"` past 31.
+pub fn name(vector: u64) -> &'static str {
+    usize::try_from(vector)
+        .ok()
+        .and_then(|v| NAMES.get(v))
+        .copied()
+        .unwrap_or("unknown vector")
+}
+
+/// Whether the CPU pushes an error code for `vector`.
+pub fn has_error_code(vector: u8) -> bool {
+    usize::from(vector) < VECTORS && ERROR_CODE_VECTORS & (1 << vector) != 0
+}
+
+/// A 64-bit IDT gate descriptor (SDM Vol. 3A 6.14.1, Figure 6-8), as the two little-endian
+/// quadwords the CPU reads. `#[repr(transparent)]` over `[u64; 2]`: the binary's IDT is an
+/// array of these read by the CPU.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate([u64; 2]);
+
+/// Type/attributes byte: present, DPL 0, type 0xE (64-bit interrupt gate, IF cleared on entry).
+const INTERRUPT_GATE_PRESENT: u64 = 0x8e;
+
+impl Gate {
+    /// A not-present gate: the CPU raises #GP (then #DF) through it.
+    pub const MISSING: Gate = Gate([0; 2]);
+
+    /// A present DPL 0 interrupt gate to `handler` through code segment `selector`, no IST.
+    pub const fn interrupt(handler: u64, selector: u16) -> Gate {
+        let low = (handler & 0xffff)
+            | (selector as u64) << 16
+            | INTERRUPT_GATE_PRESENT << 40
+            | ((handler >> 16) & 0xffff) << 48;
+        Gate([low, handler >> 32])
+    }
+
+    /// The descriptor's 16 bytes in memory order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.0[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&self.0[1].to_le_bytes());
+        bytes
+    }
+}
+
+/// What the loader reports about an exception: `CPU exception <vector> (<name>) error=<hex>
+/// rip=<hex> cr2=<hex>`, one line (printed after `loader: error: `).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The vector (0-31).
+    pub vector: u64,
+    /// The CPU's error code, 0 where the CPU pushes none.
+    pub error_code: u64,
+    /// The saved instruction pointer: the faulting instruction for faults, the next one for
+    /// traps.
+    pub rip: u64,
+    /// CR2 when the handler ran: the faulting linear address for a page fault, stale otherwise.
+    pub cr2: u64,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU exception {} ({}) error={:#x} rip={:#x} cr2={:#x}",
+            self.vector,
+            name(self.vector),
+            self.error_code,
+            self.rip,
+            self.cr2
+        )
+    }
+}
+
+/// The deliberate fault a `loader.fault=<kind>` command-line word asks for (a test hook).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `loader.fault=page`: read the unmapped [`FAULT_ADDRESS`], a page fault with error code 0
+    /// (not present, read, supervisor).
+    Page,
+    /// `loader.fault=ud`: execute `ud2`, an invalid opcode (a vector without an error code).
+    InvalidOpcode,
+}
+
+/// The address `loader.fault=page` reads: canonical, in the lower half, above the loader's
+/// 4 GiB identity map (PML4 entry 0, PDPT entry 7, not present) and below the kernel's half.
+pub const FAULT_ADDRESS: u64 = 0x1_dead_b000;
+const _: () = assert!(
+    FAULT_ADDRESS >= crate::phys::FOUR_GIB && FAULT_ADDRESS >> 39 == 0,
+    "the fault address must be under PML4 entry 0 but above the identity map"
+);
+
+/// The command-line word prefix of the test hook.
+const FAULT_WORD: &[u8] = b"loader.fault=";
+
+/// The fault the command line asks for, if any: the last `loader.fault=<kind>` word (words
+/// are separated by ASCII whitespace), `kind` being `page` or `ud`.
+pub fn fault_hook(cmdline: &[u8]) -> Result<Option<Fault>, Error> {
+    let mut hook = None;
+    for word in cmdline.split(u8::is_ascii_whitespace) {
+        let Some(kind) = word.strip_prefix(FAULT_WORD) else {
+            continue;
+        };
+        hook = Some(match kind {
+            b"page" => Fault::Page,
+            b"ud" => Fault::InvalidOpcode,
+            _ => return Err(Error::UnknownFaultHook),
+        });
+    }
+    Ok(hook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn error_code_vectors_match_the_sdm() {
+        let with: std::vec::Vec<u8> = (0..VECTORS as u8).filter(|&v| has_error_code(v)).collect();
+        assert_eq!(with, [8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
+        assert!(!has_error_code(32) && !has_error_code(255));
+    }
+
+    #[test]
+    fn every_vector_has_a_one_line_name() {
+        for v in 0..VECTORS as u64 {
+            let n = name(v);
+            assert!(
+                !n.is_empty() && !n.contains(['\n', '\r', '(', ')']),
+                "{v}: {n:?}"
+            );
+        }
+        assert_eq!(name(u64::from(PAGE_FAULT)), "page fault");
+        assert_eq!(name(u64::from(INVALID_OPCODE)), "invalid opcode");
+        assert_eq!(name(8), "double fault");
+        assert_eq!(name(13), "general protection");
+        assert_eq!(name(0), "divide error");
+        assert_eq!(name(31), "reserved");
+        assert_eq!(name(32), "unknown vector");
+        assert_eq!(name(u64::MAX), "unknown vector");
+    }
+
+    /// The SDM's field layout, byte by byte: offset 15:0, selector, IST, type/attributes,
+    /// offset 31:16, offset 63:32, reserved.
+    #[test]
+    fn gates_follow_the_sdm_layout() {
+        let handler = 0x1122_3344_5566_7788u64;
+        let bytes = Gate::interrupt(handler, 0x28).to_bytes();
+        assert_eq!(&bytes[0..2], &0x7788u16.to_le_bytes(), "offset 15:0");
+        assert_eq!(&bytes[2..4], &0x28u16.to_le_bytes(), "selector");
+        assert_eq!(bytes[4], 0, "IST 0, no stack switch");
+        assert_eq!(bytes[5], 0x8e, "present, DPL 0, 64-bit interrupt gate");
+        assert_eq!(&bytes[6..8], &0x5566u16.to_le_bytes(), "offset 31:16");
+        assert_eq!(&bytes[8..12], &0x1122_3344u32.to_le_bytes(), "offset 63:32");
+        assert_eq!(&bytes[12..16], &[0; 4], "reserved");
+        assert_eq!(Gate::MISSING.to_bytes(), [0; 16]);
+        assert_eq!(core::mem::size_of::<Gate>(), 16);
+    }
+
+    #[test]
+    fn a_loader_handler_gate() {
+        // A stub in the loader image at 1 MiB, through the loader's 64-bit code segment.
+        assert_eq!(
+            Gate::interrupt(0x10_2340, 0x28),
+            Gate([0x0010_8e00_0028_2340, 0])
+        );
+    }
+
+    #[test]
+    fn the_report_is_one_line() {
+        let r = Report {
+            vector: 14,
+            error_code: 0,
+            rip: 0x10_2a3b,
+            cr2: FAULT_ADDRESS,
+        };
+        assert_eq!(
+            r.to_string(),
+            "CPU exception 14 (page fault) error=0x0 rip=0x102a3b cr2=0x1deadb000"
+        );
+        let gp = Report {
+            vector: 13,
+            error_code: 0x28,
+            rip: 0xffff_8000_0010_0000,
+            cr2: 0,
+        };
+        assert_eq!(
+            gp.to_string(),
+            "CPU exception 13 (general protection) error=0x28 rip=0xffff800000100000 cr2=0x0"
+        );
+        for vector in 0..=VECTORS as u64 {
+            let line = Report { vector, ..r }.to_string();
+            assert!(!line.contains(['\n', '\r']), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_hook_is_read_from_the_command_line() {
+        assert_eq!(fault_hook(b""), Ok(None));
+        assert_eq!(fault_hook(b"test=boot"), Ok(None));
+        assert_eq!(fault_hook(b"loader.fault=page"), Ok(Some(Fault::Page)));
+        assert_eq!(
+            fault_hook(b"test=boot  loader.fault=ud\tsmp=4"),
+            Ok(Some(Fault::InvalidOpcode))
+        );
+        assert_eq!(
+            fault_hook(b"loader.fault=ud loader.fault=page"),
+            Ok(Some(Fault::Page)),
+            "the last word wins"
+        );
+        assert_eq!(
+            fault_hook(b"xloader.fault=page"),
+            Ok(None),
+            "whole words only"
+        );
+        assert_eq!(
+            fault_hook(b"loader.fault=pagex"),
+            Err(Error::UnknownFaultHook)
+        );
+        assert_eq!(fault_hook(b"loader.fault="), Err(Error::UnknownFaultHook));
+    }
+}
