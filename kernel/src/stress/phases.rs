@@ -4,9 +4,9 @@
 //! - `repeat`: alloc and free the same frame: the best case for a per-CPU cache.
 //! - `bulk`: allocate a batch several magazines deep, then free it: magazines travel through
 //!   the depot.
-//! - `cross`: frames allocated on one CPU are freed on another, through per-pair queues
-//!   (`queue[src][dst]`), each CPU sending batches round-robin to every other: frames have
-//!   no home. Batches keep the queues' own cost (a shared-line atomic per push and pop) out
+//! - `cross`: frames allocated on one CPU are freed on another, through bounded per-pair
+//!   queues (`queue[src][dst]`), each CPU sending batches round-robin to every other: frames
+//!   have no home. Batches keep the queues' own cost (a shared-line atomic per push and pop) out
 //!   of what the phase measures, as far as possible: it is the allocator under test.
 //! - `random`: a random mix of single frames and aligned contiguous runs held for random
 //!   times (slots picked at random: holding times are geometric).
@@ -36,6 +36,13 @@ const CROSS_SENDS: usize = 10_000;
 /// `cross`: frames per batch, one queue operation each: a quarter magazine, so a receiver's
 /// magazines still fill from several senders' batches.
 const CROSS_BATCH: usize = 8;
+/// `cross`: batches one queue holds at most (64 frames, two magazines). Bounding what is in
+/// flight keeps the phase a steady exchange of magazines through the depot: with unbounded
+/// queues, senders that ran ahead of descheduled receivers (with more virtual CPUs than host
+/// cores) had up to 80000 frames in flight at -smp 8, far past the depot's cap, and the
+/// magazines overflowed to the bitmap and back (about 1500 global lock acquisitions per run
+/// at -smp 8; about 60 with this bound; 4 gave about 36 and lower throughput, 16 about 150).
+const CROSS_QUEUE_BATCHES: usize = 8;
 /// `random`: steps per CPU; each frees a held slot or fills an empty one.
 const RANDOM_STEPS: usize = 40_000;
 /// `random`: slots a CPU holds at most.
@@ -110,11 +117,9 @@ impl Shared {
     /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free and
     /// `heap_bytes` of kernel heap to spare.
     ///
-    /// `cross` queues hold all a sender sends to one peer, so a sender never waits for a
-    /// receiver: with more virtual CPUs than host cores a full queue would otherwise measure
-    /// the host's scheduler, not the allocator. To keep that within memory, a CPU sends at
-    /// most its share of half the available frames, and all queues together take at most
-    /// half of `heap_bytes` (they grow with the square of the CPU count).
+    /// `cross` queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
+    /// half the available frames, and all queues together take at most half of `heap_bytes`
+    /// (they grow with the square of the CPU count).
     pub fn new(phase: Phase, cpus: usize, available: u64, heap_bytes: usize) -> Self {
         let is_cross = phase == Phase::Cross;
         let mut cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
@@ -138,11 +143,13 @@ impl Shared {
     }
 }
 
-/// Batches one `cross` queue must hold when each CPU sends `sends` frames.
+/// Batches one `cross` queue holds when each CPU sends `sends` frames: its share of them, at
+/// most [`CROSS_QUEUE_BATCHES`].
 fn queue_capacity(cpus: usize, sends: usize) -> usize {
-    sends
+    let share = sends
         .div_ceil(CROSS_BATCH)
-        .div_ceil(cpus.saturating_sub(1).max(1))
+        .div_ceil(cpus.saturating_sub(1).max(1));
+    share.min(CROSS_QUEUE_BATCHES)
 }
 
 /// Heap bytes the `cpus * cpus` queues of a `cross` run take (a slot is a batch plus the
@@ -217,15 +224,11 @@ fn cross(w: &mut Worker, s: &Shared) {
     let mut dst = w.cpu;
     let mut sent = 0;
     while sent < s.cross_sends {
-        let Some(mut batch) = Batch::alloc(w, CROSS_BATCH.min(s.cross_sends - sent)) else {
+        let Some(batch) = Batch::alloc(w, CROSS_BATCH.min(s.cross_sends - sent)) else {
             break;
         };
         sent += CROSS_BATCH;
-        dst = next_peer(dst, w.cpu, s.cpus);
-        while let Err(back) = s.queue(w.cpu, dst).push(batch) {
-            batch = back;
-            receive(w, s);
-        }
+        dst = send(w, s, batch, dst);
         receive(w, s);
     }
     s.senders_done.fetch_add(1, Ordering::Release);
@@ -239,6 +242,24 @@ fn cross(w: &mut Worker, s: &Shared) {
             core::hint::spin_loop();
         }
     }
+}
+
+/// Queues `batch` for the first peer after `last` whose queue has room; returns that peer.
+/// After each round of full queues it frees its own inbox (a peer may be waiting on it), so
+/// it waits only while every peer is behind.
+fn send(w: &mut Worker, s: &Shared, mut batch: Batch, last: usize) -> usize {
+    let mut dst = last;
+    for tries in 1.. {
+        dst = next_peer(dst, w.cpu, s.cpus);
+        match s.queue(w.cpu, dst).push(batch) {
+            Ok(()) => break,
+            Err(back) => batch = back,
+        }
+        if tries % s.cpus == 0 {
+            receive(w, s);
+        }
+    }
+    dst
 }
 
 /// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
