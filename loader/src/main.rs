@@ -27,7 +27,8 @@
 //! The run ends with exactly one line `loader: error: CPU exception 14 (page fault) error=0x0
 //! rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
 //! never runs. Any other `loader.fault=` value is an error. The boot tests use it
-//! (`tests/tests/loader.rs`); normal command lines never contain it.
+//! (`tests/tests/loader.rs`); normal command lines never contain it. `loader.corrupt=memmap`
+//! answers an overlapping memory map, for the kernel's check of it (see [`answer`]).
 
 #![no_std]
 #![no_main]
@@ -106,7 +107,11 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         is_x2apic: false,
     };
     set_up_cpus(&mut responder, &kernel, rsdp, stack_size, config)?;
-    answer::answer_memmap(&mut responder, &kernel)?;
+    let overlap = answer::corrupt_memmap_hook(info.cmdline());
+    if overlap {
+        log!("test hook loader.corrupt=memmap: entry 0 overlaps entry 1 on purpose");
+    }
+    answer::answer_memmap(&mut responder, &kernel, overlap)?;
     log!("handing off to the kernel");
     let stack_top = HHDM_OFFSET + stack + stack_size;
     Ok(Handoff {

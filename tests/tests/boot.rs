@@ -1,6 +1,7 @@
 //! Boot tests (issue 2, kernel side): the kernel reaches `RESULT PASS` in `test=boot` at
 //! several CPU counts, memory sizes and APIC modes, every CPU reports online exactly once,
-//! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks).
+//! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks); a
+//! corrupt memory map is refused before any frame is managed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -136,6 +137,25 @@ fn unknown_mode_fails_with_its_name() {
     });
     out.assert_status(Status::Failed);
     out.assert_contains("RESULT FAIL unknown test mode 'no-such-mode'");
+}
+
+#[test]
+fn a_corrupt_memory_map_is_refused_naming_the_entries() {
+    // The loader's test hook stretches entry 0 a page into entry 1 (loader/src/answer).
+    let out = boot(&Boot {
+        smp: 2,
+        cmdline: "test=boot loader.corrupt=memmap",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    out.assert_status(Status::Failed);
+    out.assert_contains("panic on cpu 0: the memory map is corrupt: entry 0 (");
+    out.assert_contains(") overlaps entry 1 (");
+    assert!(
+        out.lines_with("frames: ").next().is_none(),
+        "no frame may be managed from a corrupt map:\n{}",
+        out.serial
+    );
 }
 
 /// The `usable memory: <n> MiB` figure.

@@ -10,6 +10,10 @@
 //! once the CPUs are known); memory map ([`answer_memmap`], last, after every allocation, so
 //! the map it reports is final).
 //!
+//! Test hook: with `loader.corrupt=memmap` on the command line ([`corrupt_memmap_hook`]) the
+//! memory map response breaks the protocol on purpose: its first entry is stretched a page
+//! into the second, so the boot tests can check that the kernel refuses an overlapping map.
+//!
 //! # Implementation
 //! [`Arena`] packs the small structures into 64 KiB chunks taken from the memory map, so the
 //! responses add one or two reclaimable entries, not one per structure. Revision-dependent
@@ -285,7 +289,20 @@ pub fn answer_mp<M: PhysMem>(
 }
 
 /// Writes the memory map response. Call it last: it reports the map as it is now.
-pub fn answer_memmap<M: PhysMem>(r: &mut Responder<'_, M>, k: &Kernel) -> Result<(), Error> {
+/// Whether the command line asks for the corrupt memory map of the test hook (module docs).
+pub fn corrupt_memmap_hook(cmdline: &[u8]) -> bool {
+    cmdline
+        .split(u8::is_ascii_whitespace)
+        .any(|word| word == b"loader.corrupt=memmap")
+}
+
+/// Answers the memory map request with the final map; with `overlap` (the test hook), entry 0
+/// reaches one page into entry 1.
+pub fn answer_memmap<M: PhysMem>(
+    r: &mut Responder<'_, M>,
+    k: &Kernel,
+    overlap: bool,
+) -> Result<(), Error> {
     let Some(req) = k.find(id::MEMORY_MAP, protocol::REQUEST_SIZE) else {
         return Ok(());
     };
@@ -298,8 +315,12 @@ pub fn answer_memmap<M: PhysMem>(r: &mut Responder<'_, M>, k: &Kernel) -> Result
     let count = r.map.entries().len();
     for i in 0..count {
         let e = r.map.entries()[i];
+        let length = match r.map.entries().get(1) {
+            Some(next) if overlap && i == 0 => next.base + PAGE_SIZE - e.base,
+            _ => e.length,
+        };
         let at = entries + protocol::MEMMAP_ENTRY_SIZE * i as u64;
-        r.mem.write_words(at, &[e.base, e.length, e.kind.0])?;
+        r.mem.write_words(at, &[e.base, length, e.kind.0])?;
         r.mem.write_u64(pointers + 8 * i as u64, HHDM_OFFSET + at)?;
     }
     r.mem

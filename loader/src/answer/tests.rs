@@ -270,7 +270,7 @@ fn memory_map_response_is_the_final_map() {
     let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
     let mut r = Responder::new(&mut mem, &mut map);
     r.alloc(0x100).unwrap();
-    answer_memmap(&mut r, &k).unwrap();
+    answer_memmap(&mut r, &k, false).unwrap();
     let resp = response(&mem, &k, id::MEMORY_MAP).unwrap();
     let count = mem.read_u64(resp + 8).unwrap() as usize;
     let pointers = mem.read_u64(resp + 16).unwrap() - HHDM_OFFSET;
@@ -309,4 +309,24 @@ fn the_arena_packs_small_structures_and_gives_big_ones_a_chunk_of_their_own() {
     );
     r.mem.write_u64(big + Arena::CHUNK - 8, 1).unwrap();
     assert!(is_reclaimable(&map, a) && is_reclaimable(&map, big + Arena::CHUNK));
+}
+
+#[test]
+fn the_corrupt_memmap_hook_stretches_entry_0_into_entry_1() {
+    assert!(corrupt_memmap_hook(b"test=boot loader.corrupt=memmap"));
+    assert!(!corrupt_memmap_hook(b"test=boot loader.corrupt=memmapx"));
+    assert!(!corrupt_memmap_hook(b""));
+    let req = MemoryMapRequest::new();
+    let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
+    let mut r = Responder::new(&mut mem, &mut map);
+    answer_memmap(&mut r, &k, true).unwrap();
+    let resp = response(&mem, &k, id::MEMORY_MAP).unwrap();
+    let pointers = mem.read_u64(resp + 16).unwrap() - HHDM_OFFSET;
+    let entry = |i: u64| {
+        let at = mem.read_u64(pointers + 8 * i).unwrap() - HHDM_OFFSET;
+        (mem.read_u64(at).unwrap(), mem.read_u64(at + 8).unwrap())
+    };
+    let ((base0, len0), (base1, len1)) = (entry(0), entry(1));
+    assert_eq!(base0 + len0, base1 + PAGE_SIZE, "one page into entry 1");
+    assert_eq!(len1, map.entries()[1].length, "entry 1 itself is unchanged");
 }
