@@ -22,6 +22,8 @@ pub enum Error {
     CmdlineTooLong,
     /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`).
     UnknownFaultHook,
+    /// A `loader.skip=` word names no request the test hook can leave unanswered.
+    UnknownSkipHook,
     /// The module is not an x86_64 ELF64 executable; the text says which check failed.
     NotAnExecutable(&'static str),
     /// A PT_LOAD segment lies below the higher half (`0xffffffff80000000`).
@@ -126,6 +128,11 @@ impl fmt::Display for Error {
             ),
             CmdlineTooLong => write!(f, "command line too long"),
             UnknownFaultHook => write!(f, "unknown loader.fault= value (expected page or ud)"),
+            UnknownSkipHook => write!(
+                f,
+                "unknown loader.skip= value (expected hhdm, memmap, mp, rsdp, bootloader-info, \
+                 executable-address, executable-cmdline or stack-size)"
+            ),
             NotAnExecutable(why) => write!(f, "module is not an x86_64 ELF64 executable: {why}"),
             SegmentNotHigherHalf { vaddr } => {
                 write!(
@@ -195,13 +202,14 @@ mod tests {
     use std::string::ToString;
 
     /// One value of every variant, plus an ACPI signature that is not UTF-8.
-    const ALL: [Error; 30] = [
+    const ALL: [Error; 31] = [
         BadStartInfoMagic(0x2bad_b002),
         NoMemoryMap,
         TooManyE820Entries(129),
         NoModule,
         CmdlineTooLong,
         UnknownFaultHook,
+        UnknownSkipHook,
         NotAnExecutable("no ELF magic"),
         SegmentNotHigherHalf { vaddr: 0x40_0000 },
         SegmentOutsideFile { index: 1 },

@@ -28,7 +28,8 @@
 //! rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
 //! never runs. Any other `loader.fault=` value is an error. The boot tests use it
 //! (`tests/tests/loader.rs`); normal command lines never contain it. `loader.corrupt=memmap`
-//! answers an overlapping memory map, for the kernel's check of it (see [`answer`]).
+//! answers an overlapping memory map and `loader.skip=<request>` leaves a request unanswered,
+//! for the kernel's checks (see [`answer`]).
 
 #![no_std]
 #![no_main]
@@ -112,6 +113,10 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         log!("test hook loader.corrupt=memmap: entry 0 overlaps entry 1 on purpose");
     }
     answer::answer_memmap(&mut responder, &kernel, overlap)?;
+    if let Some(id) = answer::skip_hook(info.cmdline())? {
+        log!("test hook loader.skip: one request left unanswered on purpose");
+        kernel.unanswer(responder.mem, id)?;
+    }
     log!("handing off to the kernel");
     let stack_top = HHDM_OFFSET + stack + stack_size;
     Ok(Handoff {

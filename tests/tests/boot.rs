@@ -1,7 +1,8 @@
 //! Boot tests (issue 2, kernel side): the kernel reaches `RESULT PASS` in `test=boot` at
 //! several CPU counts, memory sizes and APIC modes, every CPU reports online exactly once,
 //! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks); a
-//! corrupt memory map is refused before any frame is managed.
+//! corrupt memory map is refused before any frame is managed, and a missing response the
+//! kernel needs is named in its panic (the loader's `loader.skip=` test hook).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -156,6 +157,44 @@ fn a_corrupt_memory_map_is_refused_naming_the_entries() {
         "no frame may be managed from a corrupt map:\n{}",
         out.serial
     );
+}
+
+/// Boots with the loader's test hook leaving request `skip` unanswered.
+fn boot_without(skip: &str) -> Outcome {
+    let cmdline = format!("test=boot loader.skip={skip}");
+    boot(&Boot {
+        smp: 2,
+        cmdline: &cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_missing_response_the_kernel_needs_is_named_in_its_panic() {
+    let needed = [
+        ("hhdm", "HHDM"),
+        ("memmap", "memory map"),
+        ("mp", "MP"),
+        ("bootloader-info", "bootloader info"),
+        ("executable-address", "executable address"),
+        ("executable-cmdline", "executable cmdline"),
+        ("stack-size", "stack size"),
+    ];
+    for (skip, name) in needed {
+        let out = boot_without(skip);
+        out.assert_status(Status::Failed);
+        out.assert_contains(&format!(
+            "panic on cpu 0: the bootloader did not answer the {name} request"
+        ));
+    }
+}
+
+#[test]
+fn no_rsdp_is_fine() {
+    let out = boot_without("rsdp");
+    assert_booted(&out, 2, "x2apic");
+    out.assert_contains("rsdp: none");
 }
 
 /// The `usable memory: <n> MiB` figure.

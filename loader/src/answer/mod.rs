@@ -10,9 +10,11 @@
 //! once the CPUs are known); memory map ([`answer_memmap`], last, after every allocation, so
 //! the map it reports is final).
 //!
-//! Test hook: with `loader.corrupt=memmap` on the command line ([`corrupt_memmap_hook`]) the
-//! memory map response breaks the protocol on purpose: its first entry is stretched a page
-//! into the second, so the boot tests can check that the kernel refuses an overlapping map.
+//! Test hooks, for the boot tests of the kernel's checks (normal command lines never hold
+//! them): with `loader.corrupt=memmap` ([`corrupt_memmap_hook`]) the memory map response
+//! breaks the protocol on purpose: its first entry is stretched a page into the second; with
+//! `loader.skip=<request>` ([`skip_hook`], [`Kernel::unanswer`]) that request keeps a NULL
+//! response, as from a bootloader that does not support it.
 //!
 //! # Implementation
 //! [`Arena`] packs the small structures into 64 KiB chunks taken from the memory map, so the
@@ -124,6 +126,14 @@ impl Kernel {
     /// Reads the 64-bit field at byte `offset` of request `req`.
     pub fn field(&self, mem: &impl PhysMem, req: FoundRequest, offset: u64) -> Result<u64, Error> {
         mem.read_u64(self.image_phys + req.offset + offset)
+    }
+
+    /// Clears the response of request `id`, if the kernel has one: it reads as unanswered.
+    pub fn unanswer(&self, mem: &mut impl PhysMem, id: [u64; 2]) -> Result<(), Error> {
+        match self.find(id, protocol::REQUEST_SIZE) {
+            Some(req) => requests::set_response(mem, self.image_phys, req, 0),
+            None => Ok(()),
+        }
     }
 
     /// Points `req` at the response at physical address `response_phys`.
@@ -289,6 +299,34 @@ pub fn answer_mp<M: PhysMem>(
 }
 
 /// Writes the memory map response. Call it last: it reports the map as it is now.
+/// The requests the `loader.skip=` test hook can leave unanswered, by the hook's name.
+const SKIPPABLE: [(&[u8], [u64; 2]); 8] = [
+    (b"hhdm", id::HHDM),
+    (b"memmap", id::MEMORY_MAP),
+    (b"mp", id::MP),
+    (b"rsdp", id::RSDP),
+    (b"bootloader-info", id::BOOTLOADER_INFO),
+    (b"executable-address", id::EXECUTABLE_ADDRESS),
+    (b"executable-cmdline", id::EXECUTABLE_CMDLINE),
+    (b"stack-size", id::STACK_SIZE),
+];
+
+/// The request a `loader.skip=<name>` word on the command line names, if any (module docs).
+pub fn skip_hook(cmdline: &[u8]) -> Result<Option<[u64; 2]>, Error> {
+    let mut skipped = None;
+    for word in cmdline.split(u8::is_ascii_whitespace) {
+        let Some(name) = word.strip_prefix(b"loader.skip=") else {
+            continue;
+        };
+        let (_, id) = SKIPPABLE
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or(Error::UnknownSkipHook)?;
+        skipped = Some(*id);
+    }
+    Ok(skipped)
+}
+
 /// Whether the command line asks for the corrupt memory map of the test hook (module docs).
 pub fn corrupt_memmap_hook(cmdline: &[u8]) -> bool {
     cmdline

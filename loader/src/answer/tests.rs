@@ -330,3 +330,21 @@ fn the_corrupt_memmap_hook_stretches_entry_0_into_entry_1() {
     assert_eq!(base0 + len0, base1 + PAGE_SIZE, "one page into entry 1");
     assert_eq!(len1, map.entries()[1].length, "entry 1 itself is unchanged");
 }
+
+#[test]
+fn the_skip_hook_names_a_request_and_unanswer_clears_it() {
+    assert_eq!(skip_hook(b"test=boot").unwrap(), None);
+    assert_eq!(
+        skip_hook(b"loader.skip=mp test=boot").unwrap(),
+        Some(id::MP)
+    );
+    assert_eq!(skip_hook(b"loader.skip=nope"), Err(Error::UnknownSkipHook));
+    let req = MemoryMapRequest::new();
+    let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
+    let mut r = Responder::new(&mut mem, &mut map);
+    answer_memmap(&mut r, &k, false).unwrap();
+    assert!(response(&mem, &k, id::MEMORY_MAP).is_some());
+    k.unanswer(&mut mem, id::MEMORY_MAP).unwrap();
+    assert!(response(&mem, &k, id::MEMORY_MAP).is_none());
+    k.unanswer(&mut mem, id::HHDM).unwrap();
+}
