@@ -6,6 +6,8 @@
 //! missing ones. An AP enters at [`ap_entry`] on the bootloader's stack, installs its area,
 //! moves to its own kernel stack and runs [`crate::ap_main`].
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -18,7 +20,7 @@ use crate::boot::{BootInfo, responses};
 use crate::memory;
 
 /// Shortest wait for the APs.
-const MIN_AP_WAIT: Duration = Duration::from_secs(30);
+const MIN_AP_WAIT: Duration = Duration::from_secs(10);
 /// Extra wait per CPU: TCG on two host cores starts 64 CPUs in seconds, but be generous.
 const AP_WAIT_PER_CPU: Duration = Duration::from_millis(500);
 
@@ -46,11 +48,18 @@ pub fn start_aps() {
     }
 }
 
-/// Waits until every AP is online; the error names the missing CPUs.
-pub fn wait_for_aps() -> Result<Duration, Vec<usize>> {
+/// Waits until every AP is online; the error names the missing CPUs, their local APIC IDs
+/// and how long they were given.
+pub fn wait_for_aps(boot: &BootInfo) -> Result<Duration, String> {
     let timeout = MIN_AP_WAIT.max(AP_WAIT_PER_CPU * smp::cpu_count() as u32);
     let start = arch::tsc::Instant::now();
-    smp::bringup::wait_for_all_online(timeout)?;
+    smp::bringup::wait_for_all_online(timeout).map_err(|missing| {
+        let lapics: Vec<u32> = missing.iter().map(|&cpu| boot.lapic_ids[cpu]).collect();
+        format!(
+            "cpus {missing:?} (lapic ids {lapics:?}) did not come online within {} s",
+            timeout.as_secs()
+        )
+    })?;
     Ok(start.elapsed())
 }
 

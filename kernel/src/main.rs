@@ -79,13 +79,13 @@ extern "C" fn bsp_main(_: usize) -> ! {
     // SAFETY: no guard is alive; the IDT, local APIC and per-CPU area are ready.
     unsafe { arch::irq::enable_local() };
     cpus::start_aps();
-    match cpus::wait_for_aps() {
+    match cpus::wait_for_aps(boot) {
         Ok(took) => arch::println!(
             "all {} cpus online after {} ms",
             smp::cpu_count(),
             took.as_millis()
         ),
-        Err(missing) => modes::finish(Err(alloc::format!("cpus {missing:?} did not come online"))),
+        Err(why) => modes::finish(Err(why)),
     }
     release_bootloader_memory(boot);
     modes::run(&Cmdline::new(&boot.cmdline))

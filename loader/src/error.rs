@@ -24,6 +24,8 @@ pub enum Error {
     UnknownFaultHook,
     /// A `loader.skip=` word names no request the test hook can leave unanswered.
     UnknownSkipHook,
+    /// A `loader.corrupt=` word names nothing the test hook can corrupt (`memmap`, `mp`).
+    UnknownCorruptHook,
     /// The module is not an x86_64 ELF64 executable; the text says which check failed.
     NotAnExecutable(&'static str),
     /// A PT_LOAD segment lies below the higher half (`0xffffffff80000000`).
@@ -128,6 +130,9 @@ impl fmt::Display for Error {
             ),
             CmdlineTooLong => write!(f, "command line too long"),
             UnknownFaultHook => write!(f, "unknown loader.fault= value (expected page or ud)"),
+            UnknownCorruptHook => {
+                write!(f, "unknown loader.corrupt= value (expected memmap or mp)")
+            }
             UnknownSkipHook => write!(
                 f,
                 "unknown loader.skip= value (expected hhdm, memmap, mp, rsdp, bootloader-info, \
@@ -202,7 +207,7 @@ mod tests {
     use std::string::ToString;
 
     /// One value of every variant, plus an ACPI signature that is not UTF-8.
-    const ALL: [Error; 31] = [
+    const ALL: [Error; 32] = [
         BadStartInfoMagic(0x2bad_b002),
         NoMemoryMap,
         TooManyE820Entries(129),
@@ -210,6 +215,7 @@ mod tests {
         CmdlineTooLong,
         UnknownFaultHook,
         UnknownSkipHook,
+        UnknownCorruptHook,
         NotAnExecutable("no ELF magic"),
         SegmentNotHigherHalf { vaddr: 0x40_0000 },
         SegmentOutsideFile { index: 1 },

@@ -28,8 +28,9 @@
 //! rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
 //! never runs. Any other `loader.fault=` value is an error. The boot tests use it
 //! (`tests/tests/loader.rs`); normal command lines never contain it. `loader.corrupt=memmap`
-//! answers an overlapping memory map and `loader.skip=<request>` leaves a request unanswered,
-//! for the kernel's checks (see [`answer`]).
+//! answers an overlapping memory map, `loader.corrupt=mp` lists a CPU that never comes online
+//! and `loader.skip=<request>` leaves a request unanswered, for the kernel's checks (see
+//! [`answer`]).
 
 #![no_std]
 #![no_main]
@@ -76,6 +77,8 @@ extern "C" fn loader_main(start_info: u32) -> ! {
 /// Steps 1-5 of the module docs; returns where to enter the kernel.
 fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     let info = pvh::read(mem, start_info)?;
+    let corrupt = answer::corrupt_hook(info.cmdline())?;
+    let skip = answer::skip_hook(info.cmdline())?;
     if let Some(fault) = exception::fault_hook(info.cmdline())? {
         log!("test hook loader.fault: raising {fault:?} on purpose");
         idt::fault(fault);
@@ -107,13 +110,19 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         has_nx: features.has_nx,
         is_x2apic: false,
     };
-    set_up_cpus(&mut responder, &kernel, rsdp, stack_size, config)?;
-    let overlap = answer::corrupt_memmap_hook(info.cmdline());
-    if overlap {
+    set_up_cpus(
+        &mut responder,
+        &kernel,
+        rsdp,
+        stack_size,
+        config,
+        corrupt.mp,
+    )?;
+    if corrupt.memmap {
         log!("test hook loader.corrupt=memmap: entry 0 overlaps entry 1 on purpose");
     }
-    answer::answer_memmap(&mut responder, &kernel, overlap)?;
-    if let Some(id) = answer::skip_hook(info.cmdline())? {
+    answer::answer_memmap(&mut responder, &kernel, corrupt.memmap)?;
+    if let Some(id) = skip {
         log!("test hook loader.skip: one request left unanswered on purpose");
         kernel.unanswer(responder.mem, id)?;
     }
@@ -134,6 +143,7 @@ fn set_up_cpus(
     rsdp: Option<Rsdp>,
     stack_size: u64,
     config: TrampolineConfig,
+    phantom_cpu: bool,
 ) -> Result<(), Error> {
     let mp = answer::mp_request(r.mem, kernel)?;
     let lapic = Lapic::init(mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0));
@@ -160,7 +170,11 @@ fn set_up_cpus(
         bsp_lapic_id: lapic.id(),
         is_x2apic,
         stack_size,
+        phantom_cpu,
     };
+    if phantom_cpu {
+        log!("test hook loader.corrupt=mp: the MP response lists a CPU that does not exist");
+    }
     let infos = answer::answer_mp(r, kernel, req, setup)?;
     let config = TrampolineConfig {
         is_x2apic,

@@ -2,7 +2,8 @@
 //! several CPU counts, memory sizes and APIC modes, every CPU reports online exactly once,
 //! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks); a
 //! corrupt memory map is refused before any frame is managed, and a missing response the
-//! kernel needs is named in its panic (the loader's `loader.skip=` test hook).
+//! kernel needs is named in its panic, as is a listed CPU that never comes online (the
+//! loader's `loader.skip=` and `loader.corrupt=` test hooks).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -157,6 +158,20 @@ fn a_corrupt_memory_map_is_refused_naming_the_entries() {
         "no frame may be managed from a corrupt map:\n{}",
         out.serial
     );
+}
+
+#[test]
+fn a_cpu_that_never_comes_online_is_named() {
+    // The loader's test hook lists a third CPU that does not exist (loader/src/answer).
+    let out = boot(&Boot {
+        smp: 2,
+        cmdline: "test=boot loader.corrupt=mp",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    out.assert_status(Status::Failed);
+    out.assert_contains("cpus: 3 ");
+    out.assert_contains("RESULT FAIL cpus [2] (lapic ids [2]) did not come online within ");
 }
 
 /// Boots with the loader's test hook leaving request `skip` unanswered.

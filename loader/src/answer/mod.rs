@@ -11,8 +11,9 @@
 //! the map it reports is final).
 //!
 //! Test hooks, for the boot tests of the kernel's checks (normal command lines never hold
-//! them): with `loader.corrupt=memmap` ([`corrupt_memmap_hook`]) the memory map response
-//! breaks the protocol on purpose: its first entry is stretched a page into the second; with
+//! them): with `loader.corrupt=memmap` ([`corrupt_hook`]) the memory map response breaks the
+//! protocol on purpose: its first entry is stretched a page into the second; with
+//! `loader.corrupt=mp` the MP response lists a CPU that does not exist ([`MpSetup`]); with
 //! `loader.skip=<request>` ([`skip_hook`], [`Kernel::unanswer`]) that request keeps a NULL
 //! response, as from a bootloader that does not support it.
 //!
@@ -253,6 +254,23 @@ pub struct MpSetup<'c> {
     pub is_x2apic: bool,
     /// Stack size for every AP.
     pub stack_size: u64,
+    /// The `loader.corrupt=mp` test hook: list one CPU more than exists, after the real ones,
+    /// with the next free processor UID and APIC ID. Nothing starts it, so it never comes
+    /// online.
+    pub phantom_cpu: bool,
+}
+
+impl MpSetup<'_> {
+    /// The CPUs the response lists: the real ones, then the phantom if the hook asks for one.
+    fn listed(&self) -> impl Iterator<Item = MpCpu> + '_ {
+        let next = |f: fn(&MpCpu) -> u32| self.cpus.iter().map(f).max().map_or(0, |m| m + 1);
+        let phantom = MpCpu {
+            uid: next(|c| c.uid),
+            lapic_id: next(|c| c.lapic_id),
+        };
+        let phantom = self.phantom_cpu.then_some(phantom);
+        self.cpus.iter().copied().chain(phantom)
+    }
 }
 
 /// Writes the MP response: one `limine_mp_info` per CPU, each AP with its own stack (top
@@ -264,10 +282,10 @@ pub fn answer_mp<M: PhysMem>(
     req: FoundRequest,
     mp: MpSetup<'_>,
 ) -> Result<u64, Error> {
-    let n = mp.cpus.len() as u64;
+    let n = mp.listed().count() as u64;
     let infos = r.alloc(mp_info::SIZE * n)?;
     let pointers = r.alloc(8 * n)?;
-    for (i, cpu) in mp.cpus.iter().enumerate() {
+    for (i, cpu) in mp.listed().enumerate() {
         let info = infos + mp_info::SIZE * i as u64;
         r.mem.write_u32(info + mp_info::PROCESSOR_ID, cpu.uid)?;
         r.mem.write_u32(info + mp_info::LAPIC_ID, cpu.lapic_id)?;
@@ -298,7 +316,6 @@ pub fn answer_mp<M: PhysMem>(
     Ok(infos)
 }
 
-/// Writes the memory map response. Call it last: it reports the map as it is now.
 /// The requests the `loader.skip=` test hook can leave unanswered, by the hook's name.
 const SKIPPABLE: [(&[u8], [u64; 2]); 8] = [
     (b"hhdm", id::HHDM),
@@ -327,15 +344,31 @@ pub fn skip_hook(cmdline: &[u8]) -> Result<Option<[u64; 2]>, Error> {
     Ok(skipped)
 }
 
-/// Whether the command line asks for the corrupt memory map of the test hook (module docs).
-pub fn corrupt_memmap_hook(cmdline: &[u8]) -> bool {
-    cmdline
-        .split(u8::is_ascii_whitespace)
-        .any(|word| word == b"loader.corrupt=memmap")
+/// What the `loader.corrupt=` test hook breaks (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Corruption {
+    /// `memmap`: entry 0 of the memory map overlaps entry 1.
+    pub memmap: bool,
+    /// `mp`: the MP response lists a CPU that does not exist.
+    pub mp: bool,
 }
 
-/// Answers the memory map request with the final map; with `overlap` (the test hook), entry 0
-/// reaches one page into entry 1.
+/// The `loader.corrupt=<what>` words of the command line (module docs).
+pub fn corrupt_hook(cmdline: &[u8]) -> Result<Corruption, Error> {
+    let mut corrupt = Corruption::default();
+    for word in cmdline.split(u8::is_ascii_whitespace) {
+        match word.strip_prefix(b"loader.corrupt=") {
+            Some(b"memmap") => corrupt.memmap = true,
+            Some(b"mp") => corrupt.mp = true,
+            Some(_) => return Err(Error::UnknownCorruptHook),
+            None => {}
+        }
+    }
+    Ok(corrupt)
+}
+
+/// Writes the memory map response. Call it last: it reports the map as it is now. With
+/// `overlap` (the test hook), entry 0 reaches one page into entry 1.
 pub fn answer_memmap<M: PhysMem>(
     r: &mut Responder<'_, M>,
     k: &Kernel,

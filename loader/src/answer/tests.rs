@@ -234,6 +234,7 @@ fn mp_response_lists_every_cpu_with_its_own_stack() {
         bsp_lapic_id: 1,
         is_x2apic: true,
         stack_size: 0x1_0000,
+        phantom_cpu: false,
     };
     let infos = answer_mp(&mut Responder::new(&mut mem, &mut map), &k, found, setup).unwrap();
 
@@ -313,9 +314,20 @@ fn the_arena_packs_small_structures_and_gives_big_ones_a_chunk_of_their_own() {
 
 #[test]
 fn the_corrupt_memmap_hook_stretches_entry_0_into_entry_1() {
-    assert!(corrupt_memmap_hook(b"test=boot loader.corrupt=memmap"));
-    assert!(!corrupt_memmap_hook(b"test=boot loader.corrupt=memmapx"));
-    assert!(!corrupt_memmap_hook(b""));
+    let hook = |line: &[u8]| corrupt_hook(line);
+    assert_eq!(
+        hook(b"test=boot loader.corrupt=memmap").map(|c| c.memmap),
+        Ok(true)
+    );
+    assert_eq!(
+        hook(b"loader.corrupt=mp").map(|c| (c.memmap, c.mp)),
+        Ok((false, true))
+    );
+    assert_eq!(
+        hook(b"loader.corrupt=memmapx"),
+        Err(Error::UnknownCorruptHook)
+    );
+    assert_eq!(hook(b""), Ok(Corruption::default()));
     let req = MemoryMapRequest::new();
     let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
     let mut r = Responder::new(&mut mem, &mut map);
@@ -347,4 +359,38 @@ fn the_skip_hook_names_a_request_and_unanswer_clears_it() {
     k.unanswer(&mut mem, id::MEMORY_MAP).unwrap();
     assert!(response(&mem, &k, id::MEMORY_MAP).is_none());
     k.unanswer(&mut mem, id::HHDM).unwrap();
+}
+
+#[test]
+fn the_corrupt_mp_hook_lists_one_cpu_that_does_not_exist() {
+    let req = MpRequest::new();
+    let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
+    let (found, _) = mp_request(&mem, &k).unwrap().unwrap();
+    let cpus = [
+        MpCpu {
+            uid: 0,
+            lapic_id: 0,
+        },
+        MpCpu {
+            uid: 1,
+            lapic_id: 6,
+        },
+    ];
+    let setup = MpSetup {
+        cpus: &cpus,
+        bsp_lapic_id: 0,
+        is_x2apic: false,
+        stack_size: 0x1_0000,
+        phantom_cpu: true,
+    };
+    let infos = answer_mp(&mut Responder::new(&mut mem, &mut map), &k, found, setup).unwrap();
+    let r = response(&mem, &k, id::MP).unwrap();
+    assert_eq!(mem.read_u64(r + mp_response::CPU_COUNT), Ok(3));
+    let phantom = infos + 2 * mp_info::SIZE;
+    assert_eq!(mem.read_u32(phantom + mp_info::PROCESSOR_ID), Ok(2));
+    assert_eq!(
+        mem.read_u32(phantom + mp_info::LAPIC_ID),
+        Ok(7),
+        "a free APIC ID"
+    );
 }
