@@ -13,6 +13,16 @@ use tests::{Boot, Outcome, Status, boot};
 /// Wall-clock limit per boot: TCG on two host cores, tests running in parallel.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Boots `cmdline` on `smp` CPUs of the default machine.
+fn run_cmdline(smp: u32, cmdline: &str) -> Outcome {
+    boot(&Boot {
+        smp,
+        cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    })
+}
+
 fn run(smp: u32, mem: &str, cpu: &str) -> Outcome {
     boot(&Boot {
         smp,
@@ -131,12 +141,7 @@ fn boots_max_without_x2apic() {
 
 #[test]
 fn unknown_mode_fails_with_its_name() {
-    let out = boot(&Boot {
-        smp: 1,
-        cmdline: "test=no-such-mode",
-        timeout: TIMEOUT,
-        ..Default::default()
-    });
+    let out = run_cmdline(1, "test=no-such-mode");
     out.assert_status(Status::Failed);
     out.assert_contains("RESULT FAIL unknown test mode 'no-such-mode'");
 }
@@ -144,12 +149,7 @@ fn unknown_mode_fails_with_its_name() {
 #[test]
 fn a_corrupt_memory_map_is_refused_naming_the_entries() {
     // The loader's test hook stretches entry 0 a page into entry 1 (loader/src/answer).
-    let out = boot(&Boot {
-        smp: 2,
-        cmdline: "test=boot loader.corrupt=memmap",
-        timeout: TIMEOUT,
-        ..Default::default()
-    });
+    let out = run_cmdline(2, "test=boot loader.corrupt=memmap");
     out.assert_status(Status::Failed);
     out.assert_contains("panic on cpu 0: the memory map is corrupt: entry 0 (");
     out.assert_contains(") overlaps entry 1 (");
@@ -163,12 +163,7 @@ fn a_corrupt_memory_map_is_refused_naming_the_entries() {
 #[test]
 fn a_cpu_that_never_comes_online_is_named() {
     // The loader's test hook lists a third CPU that does not exist (loader/src/answer).
-    let out = boot(&Boot {
-        smp: 2,
-        cmdline: "test=boot loader.corrupt=mp",
-        timeout: TIMEOUT,
-        ..Default::default()
-    });
+    let out = run_cmdline(2, "test=boot loader.corrupt=mp");
     out.assert_status(Status::Failed);
     out.assert_contains("cpus: 3 ");
     out.assert_contains("RESULT FAIL cpus [2] (lapic ids [2]) did not come online within ");
@@ -176,13 +171,7 @@ fn a_cpu_that_never_comes_online_is_named() {
 
 /// Boots with the loader's test hook leaving request `skip` unanswered.
 fn boot_without(skip: &str) -> Outcome {
-    let cmdline = format!("test=boot loader.skip={skip}");
-    boot(&Boot {
-        smp: 2,
-        cmdline: &cmdline,
-        timeout: TIMEOUT,
-        ..Default::default()
-    })
+    run_cmdline(2, &format!("test=boot loader.skip={skip}"))
 }
 
 #[test]
