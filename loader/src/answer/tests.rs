@@ -209,34 +209,48 @@ fn a_kernel_that_needs_5_level_paging_is_refused() {
     );
 }
 
+/// CPUs with UIDs 0 to 2 and APIC IDs 0, 1 and 4; the BSP is APIC ID 1.
+const THREE_CPUS: [MpCpu; 3] = [
+    MpCpu {
+        uid: 0,
+        lapic_id: 0,
+    },
+    MpCpu {
+        uid: 1,
+        lapic_id: 1,
+    },
+    MpCpu {
+        uid: 2,
+        lapic_id: 4,
+    },
+];
+
+/// Answers `found` (an MP request) for [`THREE_CPUS`] in x2APIC mode; returns the info array.
+fn answer_three_cpus(
+    mem: &mut TestMemory,
+    map: &mut MemoryMap,
+    k: &Kernel,
+    found: FoundRequest,
+    phantom_cpu: bool,
+) -> u64 {
+    let setup = MpSetup {
+        cpus: &THREE_CPUS,
+        bsp_lapic_id: 1,
+        is_x2apic: true,
+        stack_size: 0x1_0000,
+        phantom_cpu,
+    };
+    answer_mp(&mut Responder::new(mem, map), k, found, setup).unwrap()
+}
+
 #[test]
 fn mp_response_lists_every_cpu_with_its_own_stack() {
     let req = MpRequest::new().with_flags(limine::mp::RequestFlags::X2APIC);
     let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
     let (found, flags) = mp_request(&mem, &k).unwrap().unwrap();
     assert_eq!(flags, protocol::MP_FLAG_X2APIC);
-    let cpus = [
-        MpCpu {
-            uid: 0,
-            lapic_id: 0,
-        },
-        MpCpu {
-            uid: 1,
-            lapic_id: 1,
-        },
-        MpCpu {
-            uid: 2,
-            lapic_id: 4,
-        },
-    ];
-    let setup = MpSetup {
-        cpus: &cpus,
-        bsp_lapic_id: 1,
-        is_x2apic: true,
-        stack_size: 0x1_0000,
-        phantom_cpu: false,
-    };
-    let infos = answer_mp(&mut Responder::new(&mut mem, &mut map), &k, found, setup).unwrap();
+    let cpus = THREE_CPUS;
+    let infos = answer_three_cpus(&mut mem, &mut map, &k, found, false);
 
     let r = response(&mem, &k, id::MP).unwrap();
     assert_eq!(mem.read_u32(r + mp_response::FLAGS), Ok(1));
@@ -366,31 +380,14 @@ fn the_corrupt_mp_hook_lists_one_cpu_that_does_not_exist() {
     let req = MpRequest::new();
     let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
     let (found, _) = mp_request(&mem, &k).unwrap().unwrap();
-    let cpus = [
-        MpCpu {
-            uid: 0,
-            lapic_id: 0,
-        },
-        MpCpu {
-            uid: 1,
-            lapic_id: 6,
-        },
-    ];
-    let setup = MpSetup {
-        cpus: &cpus,
-        bsp_lapic_id: 0,
-        is_x2apic: false,
-        stack_size: 0x1_0000,
-        phantom_cpu: true,
-    };
-    let infos = answer_mp(&mut Responder::new(&mut mem, &mut map), &k, found, setup).unwrap();
+    let infos = answer_three_cpus(&mut mem, &mut map, &k, found, true);
     let r = response(&mem, &k, id::MP).unwrap();
-    assert_eq!(mem.read_u64(r + mp_response::CPU_COUNT), Ok(3));
-    let phantom = infos + 2 * mp_info::SIZE;
-    assert_eq!(mem.read_u32(phantom + mp_info::PROCESSOR_ID), Ok(2));
+    assert_eq!(mem.read_u64(r + mp_response::CPU_COUNT), Ok(4));
+    let phantom = infos + 3 * mp_info::SIZE;
+    assert_eq!(mem.read_u32(phantom + mp_info::PROCESSOR_ID), Ok(3));
     assert_eq!(
         mem.read_u32(phantom + mp_info::LAPIC_ID),
-        Ok(7),
+        Ok(5),
         "a free APIC ID"
     );
 }
