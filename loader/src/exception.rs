@@ -166,17 +166,14 @@ const _: () = assert!(
     "the fault address must be under PML4 entry 0 but above the identity map"
 );
 
-/// The command-line word prefix of the test hook.
-const FAULT_WORD: &[u8] = b"loader.fault=";
+/// The command-line key of the test hook (`loader.fault=<kind>`).
+const FAULT_KEY: &[u8] = b"loader.fault";
 
 /// The fault the command line asks for, if any: the last `loader.fault=<kind>` word (words
 /// are separated by ASCII whitespace), `kind` being `page` or `ud`.
 pub fn fault_hook(cmdline: &[u8]) -> Result<Option<Fault>, Error> {
     let mut hook = None;
-    for word in cmdline.split(u8::is_ascii_whitespace) {
-        let Some(kind) = word.strip_prefix(FAULT_WORD) else {
-            continue;
-        };
+    for kind in crate::pvh::word_values(cmdline, FAULT_KEY) {
         hook = Some(match kind {
             b"page" => Fault::Page,
             b"ud" => Fault::InvalidOpcode,

@@ -61,6 +61,14 @@ impl StartInfo {
     }
 }
 
+/// The values of the command-line words `key=<value>` (words are separated by ASCII
+/// whitespace), in order: how the loader's test hooks read their switches.
+pub fn word_values<'a>(cmdline: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    cmdline
+        .split(u8::is_ascii_whitespace)
+        .filter_map(move |word| word.strip_prefix(key)?.strip_prefix(b"="))
+}
+
 /// Reads and copies the `start_info` at physical address `paddr`.
 pub fn read(mem: &impl PhysMem, paddr: u64) -> Result<StartInfo, Error> {
     let magic = mem.read_u32(paddr)?;
@@ -144,6 +152,14 @@ fn read_cmdline(mem: &impl PhysMem, at: u64, info: &mut StartInfo) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_values_match_whole_keys_only() {
+        let line = b"test=boot loader.skip=mp  loader.skipper=x loader.skip=hhdm loader.skip";
+        let values: std::vec::Vec<&[u8]> = word_values(line, b"loader.skip").collect();
+        assert_eq!(values, [b"mp".as_slice(), b"hhdm"]);
+        assert_eq!(word_values(b"", b"loader.skip").count(), 0);
+    }
     use crate::phys::TestMemory;
 
     const INFO: u64 = 0x1000;

@@ -331,10 +331,7 @@ const SKIPPABLE: [(&[u8], [u64; 2]); 8] = [
 /// The request a `loader.skip=<name>` word on the command line names, if any (module docs).
 pub fn skip_hook(cmdline: &[u8]) -> Result<Option<[u64; 2]>, Error> {
     let mut skipped = None;
-    for word in cmdline.split(u8::is_ascii_whitespace) {
-        let Some(name) = word.strip_prefix(b"loader.skip=") else {
-            continue;
-        };
+    for name in crate::pvh::word_values(cmdline, b"loader.skip") {
         let (_, id) = SKIPPABLE
             .iter()
             .find(|(n, _)| *n == name)
@@ -356,12 +353,11 @@ pub struct Corruption {
 /// The `loader.corrupt=<what>` words of the command line (module docs).
 pub fn corrupt_hook(cmdline: &[u8]) -> Result<Corruption, Error> {
     let mut corrupt = Corruption::default();
-    for word in cmdline.split(u8::is_ascii_whitespace) {
-        match word.strip_prefix(b"loader.corrupt=") {
-            Some(b"memmap") => corrupt.memmap = true,
-            Some(b"mp") => corrupt.mp = true,
-            Some(_) => return Err(Error::UnknownCorruptHook),
-            None => {}
+    for what in crate::pvh::word_values(cmdline, b"loader.corrupt") {
+        match what {
+            b"memmap" => corrupt.memmap = true,
+            b"mp" => corrupt.mp = true,
+            _ => return Err(Error::UnknownCorruptHook),
         }
     }
     Ok(corrupt)
