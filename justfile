@@ -13,8 +13,9 @@ host := "-p mm -p tests"
 default:
     @just --list
 
-# Check for QEMU >= 9, xorriso, mtools and OVMF; install them on Debian/Ubuntu as root.
-setup:
+# The pinned toolchain (rust-toolchain.toml) with its target and components, then QEMU >= 9,
+# xorriso, mtools and OVMF (installed on Debian/Ubuntu as root).
+setup: toolchain
     #!/usr/bin/env bash
     set -euo pipefail
     qemu_ok() {
@@ -43,8 +44,16 @@ setup:
     qemu_ok || { echo "setup: QEMU is older than 9 (no TCG x2APIC): $(qemu-system-x86_64 --version | head -n1)"; exit 1; }
     echo "setup: installed $(qemu-system-x86_64 --version | head -n1)"
 
+# Make sure the pinned toolchain has the bare-metal target and the lint components: rustup
+# installs neither into a toolchain that is already present, and a machine may have 1.95.0
+# without them. Both commands are quick no-ops once everything is there.
+toolchain:
+    rustup toolchain install
+    rustup target add {{target}}
+    rustup component add rustfmt clippy
+
 # Build the loader and the kernel (release) for the bare-metal target.
-build:
+build: toolchain
     cargo build --release -p loader -p kernel --target {{target}}
 
 # Boot N CPUs under QEMU (q35, -cpu max), serial on the terminal; exits with the kernel's verdict.
@@ -59,7 +68,7 @@ test: build lint
     cargo test --release -p tests -- --test-threads=2
 
 # Formatting and clippy with warnings denied, for the kernel target and the host crates.
-lint:
+lint: toolchain
     cargo fmt --all -- --check
     cargo clippy --target {{target}} {{metal}} -- -D warnings
     cargo clippy {{host}} --all-targets --all-features -- -D warnings
