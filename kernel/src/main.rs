@@ -141,7 +141,7 @@ fn release_bootloader_memory(boot: &BootInfo) {
 }
 
 fn init_heap() {
-    let bytes = memory::heap::init(boot::responses::mp().cpus().len());
+    let bytes = memory::heap::init(boot::responses::cpu_count());
     arch::println!("heap: {} KiB", bytes >> 10);
 }
 

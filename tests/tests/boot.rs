@@ -1,8 +1,8 @@
 //! Boot tests (issue 2, kernel side): the kernel reaches `RESULT PASS` in `test=boot` at
 //! several CPU counts, memory sizes and APIC modes, every CPU reports online exactly once,
 //! and the log shows the boot facts (bootloader, HHDM, memory map, TSC, APIC mode, ticks); a
-//! corrupt memory map is refused before any frame is managed, and a missing response the
-//! kernel needs is named in its panic, as is a listed CPU that never comes online (the
+//! corrupt memory map is refused before any frame is managed, a missing response the
+//! kernel needs is named in its panic, no MP response (no MADT) runs on the BSP alone, as is a listed CPU that never comes online (the
 //! loader's `loader.skip=` and `loader.corrupt=` test hooks).
 
 use std::collections::BTreeSet;
@@ -179,7 +179,6 @@ fn a_missing_response_the_kernel_needs_is_named_in_its_panic() {
     let needed = [
         ("hhdm", "HHDM"),
         ("memmap", "memory map"),
-        ("mp", "MP"),
         ("bootloader-info", "bootloader info"),
         ("executable-address", "executable address"),
         ("executable-cmdline", "executable cmdline"),
@@ -191,6 +190,20 @@ fn a_missing_response_the_kernel_needs_is_named_in_its_panic() {
         out.assert_contains(&format!(
             "panic on cpu 0: the bootloader did not answer the {name} request"
         ));
+    }
+}
+
+#[test]
+fn no_mp_response_runs_the_stress_suite_on_the_bsp_alone() {
+    // Limine gives no MP response on a machine without a MADT: the kernel must not panic.
+    let out = run_cmdline(2, "test=stress loader.skip=mp");
+    out.assert_passed();
+    out.assert_contains(
+        "cpus: 1 (no MP response: the bootloader found no MADT; running on the BSP alone",
+    );
+    assert_eq!(online_lines(&out).len(), 1, "{}", out.serial);
+    for stat in out.records("STAT ") {
+        assert_eq!(stat["cpus"], "1", "{stat:?}");
     }
 }
 

@@ -104,6 +104,22 @@ pub fn init_bsp(
     })
 }
 
+/// This CPU's local APIC ID as [`init_this_cpu`] will read it, from CPUID alone: the x2APIC ID
+/// (leaf 0Bh, EDX) on a CPU with x2APIC, which [`init_bsp`] then always enables; otherwise the
+/// initial APIC ID (leaf 01h, EBX bits 31:24). For a BSP that no MP response describes.
+pub fn cpuid_apic_id() -> u32 {
+    let cpuid = CpuId::new();
+    let features = cpuid.get_feature_info();
+    let x2apic_id = cpuid
+        .get_extended_topology_info()
+        .and_then(|mut levels| levels.next())
+        .map(|level| level.x2apic_id());
+    match (features.as_ref().is_some_and(|f| f.has_x2apic()), x2apic_id) {
+        (true, Some(id)) => id,
+        _ => features.map_or(0, |f| u32::from(f.initial_local_apic_id())),
+    }
+}
+
 /// Enables this CPU's local APIC (timer stopped) and stores its handle; returns its ID.
 pub fn init_this_cpu(irq: &IrqGuard) -> Result<u32, ApicError> {
     let mode = mode().expect("apic::init_this_cpu before apic::init_bsp");

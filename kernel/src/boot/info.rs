@@ -62,6 +62,8 @@ pub struct BootInfo {
     pub hhdm_offset: u64,
     /// Whether the bootloader put the local APICs in x2APIC mode.
     pub x2apic: bool,
+    /// Whether the bootloader gave an MP response (without one the BSP runs alone).
+    pub has_mp: bool,
     /// Local APIC ids in kernel CPU order: the BSP first.
     pub lapic_ids: Vec<u32>,
     /// The kernel command line.
@@ -105,7 +107,8 @@ impl BootInfo {
             bootloader_name: loader.name().to_string(),
             bootloader_version: loader.version().to_string(),
             hhdm_offset: responses::hhdm().offset(),
-            x2apic: responses::mp().flags().contains(ResponseFlags::X2APIC),
+            x2apic: responses::mp().is_some_and(|mp| mp.flags().contains(ResponseFlags::X2APIC)),
+            has_mp: responses::mp().is_some(),
             lapic_ids: lapic_ids(),
             cmdline: responses::executable_cmdline()
                 .cmdline()
@@ -166,19 +169,30 @@ impl BootInfo {
             "bootloader-reclaimable: {} ranges kept for release after the reclaim point",
             self.bootloader_reclaimable.len()
         );
-        arch::println!(
-            "cpus: {} (bsp lapic={}, loader x2apic={})",
-            self.lapic_ids.len(),
-            self.lapic_ids[0],
-            self.x2apic
-        );
+        if self.has_mp {
+            arch::println!(
+                "cpus: {} (bsp lapic={}, loader x2apic={})",
+                self.lapic_ids.len(),
+                self.lapic_ids[0],
+                self.x2apic
+            );
+        } else {
+            arch::println!(
+                "cpus: 1 (no MP response: the bootloader found no MADT; running on the BSP \
+                 alone, lapic={} from CPUID)",
+                self.lapic_ids[0]
+            );
+        }
         arch::println!("cmdline: {:?}", self.cmdline);
     }
 }
 
 /// Local APIC ids, the BSP first. Panics unless the MP response lists the BSP exactly once.
+/// Without an MP response, the BSP's own ID from CPUID.
 fn lapic_ids() -> Vec<u32> {
-    let mp = responses::mp();
+    let Some(mp) = responses::mp() else {
+        return alloc::vec![arch::apic::cpuid_apic_id()];
+    };
     let bsp = mp.bsp_lapic_id();
     let bsp_entries = mp.cpus().iter().filter(|c| c.lapic_id == bsp).count();
     assert!(

@@ -19,7 +19,8 @@ use super::requests::{
 };
 
 /// Panics unless the bootloader accepted base revision 3 and answered every request the
-/// kernel needs (all but RSDP).
+/// kernel needs (all but RSDP and MP: a machine without ACPI, or without a MADT, has neither,
+/// and the kernel then runs on the BSP alone).
 pub fn check() {
     assert!(
         BASE_REVISION.is_supported(),
@@ -28,7 +29,6 @@ pub fn check() {
     bootloader_info();
     hhdm();
     check_memory_map(memory_map_entries());
-    mp();
     executable_address();
     executable_cmdline();
     require(STACK_SIZE.get_response(), "stack size");
@@ -91,16 +91,22 @@ pub fn memory_map_entries() -> &'static [&'static Entry] {
     memory_map().entries()
 }
 
-/// The MP response.
-pub fn mp() -> &'static MpResponse {
-    require(MP.get_response(), "MP")
+/// The MP response: absent when the bootloader found no MADT (Limine gives none then, and
+/// none without ACPI), in which case the kernel runs on the BSP alone.
+pub fn mp() -> Option<&'static MpResponse> {
+    MP.get_response()
 }
 
-/// The MP response's CPUs, the BSP first, then the APs in the bootloader's order.
+/// CPUs the kernel will run: the MP response's, or the BSP alone without one.
+pub fn cpu_count() -> usize {
+    mp().map_or(1, |mp| mp.cpus().len())
+}
+
+/// The MP response's CPUs, the BSP first, then the APs in the bootloader's order (nothing
+/// without an MP response).
 pub fn cpus_bsp_first() -> impl Iterator<Item = &'static Cpu> {
-    let mp = mp();
-    let bsp = mp.bsp_lapic_id();
-    let cpus = mp.cpus();
+    let cpus = mp().map_or(&[][..], |mp| mp.cpus());
+    let bsp = mp().map_or(0, |mp| mp.bsp_lapic_id());
     let first = cpus.iter().filter(move |c| c.lapic_id == bsp);
     first
         .chain(cpus.iter().filter(move |c| c.lapic_id != bsp))
