@@ -60,6 +60,10 @@ build: toolchain
 run-smp N="8" MEM="1G" CPU="max": build
     cargo run -q --release -p tests --bin qemu-run -- --smp {{N}} --mem {{MEM}} --cpu {{CPU}}
 
+# Boot N CPUs over NODES NUMA memory nodes (CPUs and memory spread evenly, a SLIT); as run-smp.
+run-numa N="8" NODES="2" MEM="1G" CPU="max": build
+    cargo run -q --release -p tests --bin qemu-run -- --smp {{N}} --mem {{MEM}} --cpu {{CPU}} --numa {{NODES}}
+
 # Every check: format, clippy (both targets), host unit/property/loom tests, QEMU boot tests.
 test: build lint
     cargo test --release -p mm --features checked

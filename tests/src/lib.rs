@@ -14,6 +14,8 @@
 //! Artifacts come from `KERNEL_ELF` and `LOADER_ELF`, defaulting to the workspace's
 //! `target/x86_64-unknown-none/release/{kernel,loader}` (what `just build` produces).
 
+pub mod numa;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -47,6 +49,8 @@ pub struct Boot<'a> {
     pub without_module: bool,
     /// Machine type and options (`-machine`), for example `"q35"` or `"pc,acpi=off"`.
     pub machine: &'a str,
+    /// NUMA memory nodes (`-numa`, see [`numa`]); 0 for a machine without NUMA tables.
+    pub numa_nodes: u32,
 }
 
 impl Default for Boot<'_> {
@@ -60,6 +64,7 @@ impl Default for Boot<'_> {
             module: None,
             without_module: false,
             machine: "q35",
+            numa_nodes: 0,
         }
     }
 }
@@ -218,6 +223,9 @@ pub fn qemu_command(b: &Boot) -> Command {
     .arg("-kernel")
     .arg(loader_elf())
     .args(["-append", b.cmdline]);
+    if b.numa_nodes > 0 {
+        cmd.args(numa::numa_args(b.numa_nodes, b.smp, b.mem).expect("valid NUMA machine"));
+    }
     if !b.without_module {
         let module = b.module.clone().unwrap_or_else(kernel_elf);
         cmd.arg("-initrd").arg(module);

@@ -1,7 +1,9 @@
 //! `qemu-run`: boots the kernel under QEMU with serial on the terminal; the entry point behind
 //! `just run-smp N`.
 //!
-//! Usage: `qemu-run [--smp N] [--mem SIZE] [--cpu MODEL] [--cmdline "..."] [--timeout SECS]`.
+//! Usage: `qemu-run [--smp N] [--mem SIZE] [--cpu MODEL] [--numa NODES] [--cmdline "..."]
+//! [--timeout SECS]`. `--numa NODES` spreads CPUs and memory over NODES nodes with a SLIT
+//! (`tests::numa`), the machine behind `just run-numa`.
 //! The timeout defaults to [`DEFAULT_TIMEOUT`] (`--timeout 0` waits for ever): a kernel that
 //! neither passes nor fails in that time is stopped, and the run reported as timed out.
 //! Without `--cmdline` the command line is the `cmdline:` of `limine.conf`, so both boot paths
@@ -21,6 +23,7 @@ struct Args {
     smp: u32,
     mem: String,
     cpu: String,
+    numa: u32,
     cmdline: Option<String>,
     timeout: Option<Duration>,
 }
@@ -30,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
         smp: 1,
         mem: "1G".into(),
         cpu: "max".into(),
+        numa: 0,
         cmdline: None,
         timeout: Some(DEFAULT_TIMEOUT),
     };
@@ -40,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
             "--smp" => args.smp = value.parse().map_err(|_| format!("bad --smp {value}"))?,
             "--mem" => args.mem = value,
             "--cpu" => args.cpu = value,
+            "--numa" => args.numa = value.parse().map_err(|_| format!("bad --numa {value}"))?,
             "--cmdline" => args.cmdline = Some(value),
             "--timeout" => {
                 let secs = value
@@ -49,6 +54,9 @@ fn parse_args() -> Result<Args, String> {
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
+    }
+    if args.numa > 0 {
+        tests::numa::numa_args(args.numa, args.smp, &args.mem)?;
     }
     Ok(args)
 }
@@ -60,6 +68,7 @@ fn run(args: &Args) -> Status {
         mem: &args.mem,
         cpu: &args.cpu,
         cmdline: &cmdline,
+        numa_nodes: args.numa,
         ..Boot::default()
     };
     let mut child = qemu_command(&b)
