@@ -20,7 +20,8 @@ pub enum Error {
     NoModule,
     /// The command line is longer than the loader's copy of it.
     CmdlineTooLong,
-    /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`).
+    /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`, `stack`,
+    /// `ap-page`).
     UnknownFaultHook,
     /// A `loader.skip=` word names no request the test hook can leave unanswered.
     UnknownSkipHook,
@@ -138,7 +139,10 @@ impl fmt::Display for Error {
                 "no module, or an empty one: pass the kernel ELF with -initrd"
             ),
             CmdlineTooLong => write!(f, "command line too long"),
-            UnknownFaultHook => write!(f, "unknown loader.fault= value (expected page or ud)"),
+            UnknownFaultHook => write!(
+                f,
+                "unknown loader.fault= value (expected page, ud, stack or ap-page)"
+            ),
             UnknownCorruptHook => write!(
                 f,
                 "unknown loader.corrupt= value (expected memmap, mp, srat-overlap, srat-cpu or \

@@ -1,6 +1,10 @@
 //! CPU exceptions in the loader: vector names, the IDT gate encoding, the one-line report, and
 //! the `loader.fault=` test hook.
 //!
+//! The BSP's gates enter the handler through the identity map, its double fault on an IST
+//! stack (see [`crate::descriptor`]); the APs' gates enter it through the HHDM alias, which
+//! both the loader's and the kernel's page tables map, on the AP's own stack.
+//!
 //! The binary installs a 32-gate IDT on the BSP as soon as it runs in long mode; every gate
 //! enters a stub that ends in [`Report`] printed as the loader's error line (exit status 37),
 //! where without an IDT the machine would triple-fault silently. The decisions live here so
@@ -12,6 +16,7 @@
 //! Mode Exceptions and Interrupts"), plus AMD's 28-30 (APM Vol. 2, 8.2).
 
 use crate::Error;
+use crate::phys::PAGE_SIZE;
 use core::fmt;
 
 /// Number of exception vectors the loader's IDT covers (0-31, the architecturally defined ones).
@@ -36,6 +41,10 @@ const fn mask(vectors: &[u8]) -> u32 {
 pub const PAGE_FAULT: u8 = 14;
 /// Vector of the invalid opcode exception (#UD).
 pub const INVALID_OPCODE: u8 = 6;
+/// Vector of the double fault (#DF).
+pub const DOUBLE_FAULT: u64 = 8;
+/// The interrupt stack (IST index in the TSS) the BSP's double fault gate switches to.
+pub const DOUBLE_FAULT_IST: u8 = 1;
 
 /// The name of every exception vector, as the report line prints it.
 const NAMES: [&str; VECTORS] = [
@@ -101,6 +110,11 @@ impl Gate {
     /// A not-present gate: the CPU raises #GP (then #DF) through it.
     pub const MISSING: Gate = Gate([0; 2]);
 
+    /// This gate switching to interrupt stack `ist` (1-7; 0 keeps the current stack) on entry.
+    pub const fn with_ist(self, ist: u8) -> Gate {
+        Gate([self.0[0] | ((ist & 7) as u64) << 32, self.0[1]])
+    }
+
     /// A present DPL 0 interrupt gate to `handler` through code segment `selector`, no IST.
     pub const fn interrupt(handler: u64, selector: u16) -> Gate {
         let low = (handler & 0xffff)
@@ -119,10 +133,15 @@ impl Gate {
     }
 }
 
-/// What the loader reports about an exception: `CPU exception <vector> (<name>) error=<hex>
-/// rip=<hex> cr2=<hex>`, one line (printed after `loader: error: `).
+/// What the loader reports about an exception, one line (printed after `loader: error: `):
+/// `[AP with APIC ID <id>: ][stack overflow into the guard page at <hex>: ]CPU exception
+/// <vector> (<name>) error=<hex> rip=<hex> cr2=<hex>[ rsp=<hex>]`. The first part names an AP
+/// (a line without it comes from the BSP); the second, with the interrupted `rsp` at the end,
+/// appears when the fault hit the BSP stack's guard page ([`Report::is_stack_overflow`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// The APIC ID of the AP that took the exception; `None` on the BSP.
+    pub ap: Option<u32>,
     /// The vector (0-31).
     pub vector: u64,
     /// The CPU's error code, 0 where the CPU pushes none.
@@ -132,10 +151,32 @@ pub struct Report {
     pub rip: u64,
     /// CR2 when the handler ran: the faulting linear address for a page fault, stale otherwise.
     pub cr2: u64,
+    /// The saved stack pointer: where the stack was when the exception struck.
+    pub rsp: u64,
+    /// The page below the BSP's stack that is left unmapped, so an overflow faults.
+    pub stack_guard: u64,
+}
+
+impl Report {
+    /// Whether this is the BSP's stack running into its guard page: a page fault (or the double
+    /// fault it turns into, when its frame cannot be pushed) at an address in the guard page.
+    pub fn is_stack_overflow(&self) -> bool {
+        let in_guard = (self.stack_guard..self.stack_guard + PAGE_SIZE).contains(&self.cr2);
+        let is_fault = self.vector == u64::from(PAGE_FAULT) || self.vector == DOUBLE_FAULT;
+        self.ap.is_none() && self.stack_guard != 0 && in_guard && is_fault
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = self.ap {
+            write!(f, "AP with APIC ID {id}: ")?;
+        }
+        let overflow = self.is_stack_overflow();
+        if overflow {
+            let guard = self.stack_guard;
+            write!(f, "stack overflow into the guard page at {guard:#x}: ")?;
+        }
         write!(
             f,
             "CPU exception {} ({}) error={:#x} rip={:#x} cr2={:#x}",
@@ -144,7 +185,11 @@ impl fmt::Display for Report {
             self.error_code,
             self.rip,
             self.cr2
-        )
+        )?;
+        if overflow {
+            write!(f, " rsp={:#x}", self.rsp)?;
+        }
+        Ok(())
     }
 }
 
@@ -156,6 +201,11 @@ pub enum Fault {
     Page,
     /// `loader.fault=ud`: execute `ud2`, an invalid opcode (a vector without an error code).
     InvalidOpcode,
+    /// `loader.fault=stack`: recurse on the BSP until the stack runs into its guard page.
+    StackOverflow,
+    /// `loader.fault=ap-page`: every AP reads [`FAULT_ADDRESS`] on the kernel's page tables,
+    /// just before it would park; the first AP started reports it.
+    ApPage,
 }
 
 /// The address `loader.fault=page` reads: canonical, in the lower half, above the loader's
@@ -170,13 +220,15 @@ const _: () = assert!(
 const FAULT_KEY: &[u8] = b"loader.fault";
 
 /// The fault the command line asks for, if any: the last `loader.fault=<kind>` word (words
-/// are separated by ASCII whitespace), `kind` being `page` or `ud`.
+/// are separated by ASCII whitespace), `kind` being `page`, `ud`, `stack` or `ap-page`.
 pub fn fault_hook(cmdline: &[u8]) -> Result<Option<Fault>, Error> {
     let mut hook = None;
     for kind in crate::pvh::word_values(cmdline, FAULT_KEY) {
         hook = Some(match kind {
             b"page" => Fault::Page,
             b"ud" => Fault::InvalidOpcode,
+            b"stack" => Fault::StackOverflow,
+            b"ap-page" => Fault::ApPage,
             _ => return Err(Error::UnknownFaultHook),
         });
     }
@@ -240,23 +292,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_report_is_one_line() {
-        let r = Report {
-            vector: 14,
+    /// A BSP report of `vector` at `cr2`, the guard page at 0x11_2000.
+    fn report(vector: u64, cr2: u64) -> Report {
+        Report {
+            ap: None,
+            vector,
             error_code: 0,
             rip: 0x10_2a3b,
-            cr2: FAULT_ADDRESS,
-        };
+            cr2,
+            rsp: 0x11_3010,
+            stack_guard: 0x11_2000,
+        }
+    }
+
+    #[test]
+    fn the_report_is_one_line() {
+        let r = report(14, FAULT_ADDRESS);
         assert_eq!(
             r.to_string(),
             "CPU exception 14 (page fault) error=0x0 rip=0x102a3b cr2=0x1deadb000"
         );
         let gp = Report {
-            vector: 13,
             error_code: 0x28,
             rip: 0xffff_8000_0010_0000,
-            cr2: 0,
+            ..report(13, 0)
         };
         assert_eq!(
             gp.to_string(),
@@ -266,6 +325,64 @@ mod tests {
             let line = Report { vector, ..r }.to_string();
             assert!(!line.contains(['\n', '\r']), "{line:?}");
         }
+    }
+
+    #[test]
+    fn an_ap_report_names_the_ap() {
+        let r = Report {
+            ap: Some(3),
+            rip: 0xffff_8000_0000_8123,
+            ..report(14, FAULT_ADDRESS)
+        };
+        assert_eq!(
+            r.to_string(),
+            "AP with APIC ID 3: CPU exception 14 (page fault) error=0x0 rip=0xffff800000008123 \
+             cr2=0x1deadb000"
+        );
+        assert!(
+            !Report {
+                cr2: 0x11_2ff8,
+                ..r
+            }
+            .is_stack_overflow(),
+            "APs have no guard"
+        );
+    }
+
+    #[test]
+    fn a_fault_in_the_guard_page_is_a_stack_overflow() {
+        let df = report(8, 0x11_2ff8);
+        assert!(df.is_stack_overflow());
+        assert_eq!(
+            df.to_string(),
+            "stack overflow into the guard page at 0x112000: CPU exception 8 (double fault) \
+             error=0x0 rip=0x102a3b cr2=0x112ff8 rsp=0x113010"
+        );
+        assert!(report(14, 0x11_2000).is_stack_overflow());
+        assert!(
+            !report(14, 0x11_3000).is_stack_overflow(),
+            "above the guard"
+        );
+        assert!(
+            !report(14, 0x11_1fff).is_stack_overflow(),
+            "below the guard"
+        );
+        assert!(
+            !report(13, 0x11_2ff8).is_stack_overflow(),
+            "not a page fault"
+        );
+        let unguarded = Report {
+            stack_guard: 0,
+            ..report(14, 0x10)
+        };
+        assert!(!unguarded.is_stack_overflow());
+    }
+
+    #[test]
+    fn the_ist_field_is_bits_32_to_34() {
+        let gate = Gate::interrupt(0x10_2340, 0x28).with_ist(DOUBLE_FAULT_IST);
+        assert_eq!(gate.to_bytes()[4], 1);
+        assert_eq!(gate, Gate([0x0010_8e01_0028_2340, 0]));
     }
 
     #[test]
@@ -292,5 +409,10 @@ mod tests {
             Err(Error::UnknownFaultHook)
         );
         assert_eq!(fault_hook(b"loader.fault="), Err(Error::UnknownFaultHook));
+        assert_eq!(
+            fault_hook(b"loader.fault=stack"),
+            Ok(Some(Fault::StackOverflow))
+        );
+        assert_eq!(fault_hook(b"loader.fault=ap-page"), Ok(Some(Fault::ApPage)));
     }
 }

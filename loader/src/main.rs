@@ -5,8 +5,9 @@
 //! base revision 3 kernel and jumps to it; the kernel cannot tell the two apart.
 //!
 //! # Implementation
-//! [`loader_main`] first loads the BSP's IDT ([`machine::idt`]), so a CPU exception in the
-//! loader ends like any other failure. [`boot`] is the whole sequence, one step per function;
+//! [`loader_main`] first loads the BSP's IDT and TSS ([`machine::idt`]), so a CPU exception in
+//! the loader, a stack overflow included, ends like any other failure; the APs get an IDT of
+//! their own. [`boot`] is the whole sequence, one step per function;
 //! every step returns `Result<_, loader::Error>` and any error ends in `loader: error: <what>`
 //! and exit status 37 ([`machine::exit::fail`]):
 //! 1. read `start_info` (and act on the test hook below) and build the memory map, carving out
@@ -36,6 +37,18 @@
 //!   The run ends with exactly one line `loader: error: CPU exception 14 (page fault) error=0x0
 //!   rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
 //!   never runs.
+//! - `loader.fault=stack` recurses on the BSP until its stack runs into the unmapped guard page
+//!   below it; the double fault that follows runs on an IST stack and the run ends with one line
+//!   `loader: error: stack overflow into the guard page at <hex>: CPU exception 8 (double
+//!   fault) error=0x0 rip=<hex> cr2=<hex in the guard page> rsp=<hex>` and status 37.
+//! - `loader.fault=ap-page` makes every AP read [`loader::exception::FAULT_ADDRESS`] on the
+//!   kernel's page tables just before it parks (the BSP logs `loader: test hook
+//!   loader.fault=ap-page: every AP faults before it parks, on purpose`); the first AP started
+//!   reports it through the APs' IDT (HHDM alias) and the run ends with one line `loader: error:
+//!   AP with APIC ID <id>: CPU exception 14 (page fault) error=0x0 rip=<HHDM hex>
+//!   cr2=0x1deadb000` and status 37. Any exception on an AP once its trampoline runs 64-bit code
+//!   at the HHDM alias is reported this way, with the `AP with APIC ID <id>: ` prefix (a report
+//!   without it comes from the BSP); exactly one CPU prints ([`machine::exit`]).
 //! - `loader.corrupt=memmap` answers an overlapping memory map, `loader.corrupt=mp` lists a CPU
 //!   that never comes online, and `loader.skip=<request>` leaves a request unanswered, for the
 //!   kernel's checks (see [`answer`]).
@@ -64,7 +77,7 @@ use loader::acpi::edit::{self, Hidden};
 use loader::acpi::{self, MAX_CPUS, Madt, Rsdp, srat};
 use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
 use loader::elf::{self, KernelElf};
-use loader::exception;
+use loader::exception::{self, Fault};
 use loader::hhdm::HHDM_OFFSET;
 use loader::memmap::{EntryType, MemoryMap};
 use loader::paging::{self, KernelPlacement, PagingFeatures};
@@ -103,9 +116,10 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     let corrupt = answer::corrupt_hook(info.cmdline())?;
     let skip = answer::skip_hook(info.cmdline())?;
     let hidden = edit::hide_hook(info.cmdline())?;
-    if let Some(fault) = exception::fault_hook(info.cmdline())? {
-        log!("test hook loader.fault: raising {fault:?} on purpose");
-        idt::fault(fault);
+    let fault = exception::fault_hook(info.cmdline())?;
+    if let Some(kind) = fault.filter(|&f| f != Fault::ApPage) {
+        log!("test hook loader.fault: raising {kind:?} on purpose");
+        idt::fault(kind);
     }
     let mut map = initial_memory_map(&info)?;
     let features = enable_paging_features();
@@ -133,7 +147,11 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         kernel_cr3,
         has_nx: features.has_nx,
         is_x2apic: false,
+        is_faulting: fault == Some(Fault::ApPage),
     };
+    if config.is_faulting {
+        log!("test hook loader.fault=ap-page: every AP faults before it parks, on purpose");
+    }
     set_up_cpus(
         &mut responder,
         &kernel,

@@ -5,10 +5,18 @@
 //! Covered: no module (no `-initrd`) and an empty one; bytes that are not ELF at all; a kernel
 //! ELF with its magic, `e_machine`, `e_type` or `e_entry` clobbered; one cut short in the middle
 //! of a segment; one with a segment moved below the higher half or onto its neighbour; one whose
-//! image cannot fit in RAM. CPU
-//! exceptions in the loader itself, raised through its `loader.fault=` test hook: a page fault
-//! (a vector with a CPU error code) and an invalid opcode (one without), each reported by the
-//! loader's IDT as one error line instead of a silent triple fault; an unknown hook value.
+//! image cannot fit in RAM. CPU exceptions in the loader itself, raised through its
+//! `loader.fault=` test hook: a page fault (a vector with a CPU error code) and an invalid
+//! opcode (one without), each reported by the loader's IDT as one error line instead of a
+//! silent triple fault; a page fault on an AP at -smp 4, on the kernel's page tables before it
+//! parks, reported once and naming the AP; a stack overflow into the guard page, reported from
+//! the double fault's IST stack; an unknown hook value.
+//!
+//! Also the loader's side of machines that boot on the BSP alone (no ACPI at all, or the MADT
+//! hidden with `loader.hide=madt`): it logs that it gives no RSDP/MP response and enters the
+//! kernel. And its SRAT hooks on QEMU's two-node NUMA machine (`loader.corrupt=srat-overlap`,
+//! `srat-cpu`, `srat-memless`, `loader.hide=srat`): each logs its one line and hands off; the
+//! kernel's reaction is tested with the kernel.
 //!
 //! # Implementation
 //! Bad modules are derived at run time from the kernel ELF under test (`KERNEL_ELF`, by default
@@ -525,6 +533,58 @@ fn exception_without_error_code_is_reported() {
 fn unknown_fault_hook_is_rejected() {
     assert_eq!(
         hooked_error("loader.fault=bogus"),
-        "unknown loader.fault= value (expected page or ud)"
+        "unknown loader.fault= value (expected page, ud, stack or ap-page)"
     );
+}
+
+/// Where the loader's HHDM starts: the APs' trampoline runs at its alias there.
+const HHDM_OFFSET: u64 = 0xffff_8000_0000_0000;
+
+#[test]
+fn page_fault_on_an_ap_names_the_ap() {
+    // Every AP faults on the kernel's page tables just before it parks; the first one started
+    // reports, and the BSP (waiting for it) stays silent.
+    let cmdline = "test=boot loader.fault=ap-page";
+    let error = loader_error(&boot(&Boot {
+        smp: 4,
+        cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    }));
+    let (cpu, report) = error
+        .strip_prefix("AP with APIC ID ")
+        .and_then(|rest| rest.split_once(": "))
+        .unwrap_or_else(|| panic!("the error names no AP: {error}"));
+    let apic_id: u32 = cpu.parse().unwrap_or_else(|e| panic!("{cpu}: {e}"));
+    assert!((1..4).contains(&apic_id), "not an AP of -smp 4: {error}");
+    assert!(
+        report.starts_with("CPU exception 14 (page fault) error=0x0 rip=0x"),
+        "unexpected error: {error}"
+    );
+    assert_eq!(hex_field(report, "cr2"), FAULT_ADDRESS, "{error}");
+    assert!(
+        hex_field(report, "rip") >= HHDM_OFFSET,
+        "the trampoline runs at its HHDM alias: {error}"
+    );
+}
+
+#[test]
+fn stack_overflow_in_the_loader_is_reported() {
+    // Endless recursion runs into the guard page under the loader's stack; the page fault
+    // cannot push its frame there, so it becomes a double fault, handled on an IST stack.
+    let error = hooked_error("loader.fault=stack");
+    let guard = error
+        .strip_prefix("stack overflow into the guard page at ")
+        .and_then(|rest| rest.split_once(": CPU exception 8 (double fault) error=0x0 rip=0x"))
+        .map(|(guard, _)| hex_field(&format!("guard={guard}"), "guard"))
+        .unwrap_or_else(|| panic!("unexpected error: {error}"));
+    assert_eq!(guard % PAGE_SIZE, 0, "{error}");
+    let (cr2, rsp) = (hex_field(&error, "cr2"), hex_field(&error, "rsp"));
+    assert!((guard..guard + PAGE_SIZE).contains(&cr2), "{error}");
+    assert!(
+        (guard..guard + 2 * PAGE_SIZE).contains(&rsp),
+        "rsp is near the stack's bottom: {error}"
+    );
+    assert_in_loader(hex_field(&error, "rip"));
+    assert_in_loader(guard);
 }
