@@ -208,19 +208,19 @@ pub fn corrupt(srat: &mut [u8], what: Corruption, present: &[u32]) -> Result<Edi
     Ok(edit)
 }
 
-/// `srat-overlap`: the lower of two ranges of different domains grows a page into the other.
+/// `srat-overlap`: a range grows one page into the next range above it of another domain
+/// (the first such pair in table order, the lower range being the closest one below).
 fn overlap(srat: &mut [u8]) -> Result<Edit, Error> {
-    let first = memory(srat).next();
-    let other = first.and_then(|a| memory(srat).find(|b| b.domain != a.domain));
-    let (Some(a), Some(b)) = (first, other) else {
+    let below = |high: &Entry| {
+        memory(srat)
+            .filter(|low| low.domain != high.domain && low.id_or_base < high.id_or_base)
+            .max_by_key(|low| low.id_or_base)
+    };
+    let pair = memory(srat).find_map(|high| Some((below(&high)?, high)));
+    let Some((low, high)) = pair else {
         return Err(Error::SratHook(
             "no two enabled memory ranges of different domains",
         ));
-    };
-    let (low, high) = if a.id_or_base <= b.id_or_base {
-        (a, b)
-    } else {
-        (b, a)
     };
     let low_end = high.id_or_base + PAGE_SIZE.min(high.len);
     srat[low.at + 16..low.at + 24].copy_from_slice(&(low_end - low.id_or_base).to_le_bytes());
@@ -233,11 +233,15 @@ fn overlap(srat: &mut [u8]) -> Result<Edit, Error> {
     })
 }
 
-/// `srat-cpu`: the last enabled CPU entry names the lowest ID that neither the SRAT nor
-/// `present` uses (and that its entry type can hold).
+/// `srat-cpu`: the last enabled CPU entry of a present CPU (of any CPU if `present` is empty)
+/// names the lowest ID that neither the SRAT nor `present` uses (and its entry type can hold).
 fn unknown_cpu(srat: &mut [u8], present: &[u32]) -> Result<Edit, Error> {
-    let Some(victim) = cpus(srat).last() else {
-        return Err(Error::SratHook("no enabled CPU affinity entry"));
+    let is_present =
+        |e: &Entry| present.is_empty() || present.iter().any(|&p| u64::from(p) == e.id_or_base);
+    let Some(victim) = cpus(srat).filter(is_present).last() else {
+        return Err(Error::SratHook(
+            "no enabled CPU affinity entry of a present CPU",
+        ));
     };
     let is_used = |id: u32| {
         present.contains(&id)

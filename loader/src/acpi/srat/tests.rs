@@ -88,7 +88,7 @@ fn overlap_stretches_a_range_into_another_domain() {
         edit,
         Edit::Overlap {
             low_domain: 0,
-            low_base: 0,
+            low_base: 0x10_0000,
             low_end: 0x2000_1000,
             high_domain: 1,
             high_base: 0x2000_0000
@@ -101,8 +101,8 @@ fn overlap_stretches_a_range_into_another_domain() {
     assert!(overlapping, "{r:x?}");
     assert_eq!(
         edit.to_string(),
-        "loader.corrupt=srat-overlap: SRAT memory of domain 0 [0x0, 0x20001000) overlaps \
-         domain 1 at 0x20000000"
+        "loader.corrupt=srat-overlap: SRAT memory of domain 0 [0x100000, 0x20001000) \
+         overlaps domain 1 at 0x20000000"
     );
 }
 
@@ -141,6 +141,52 @@ fn cpu_names_an_apic_id_no_cpu_has() {
         }
     );
     assert_eq!(cpu_ids(&t), [(7, 2)]);
+}
+
+#[test]
+fn cpu_picks_a_present_cpu_over_a_hotplug_slot() {
+    // `-smp 4,maxcpus=8`: the SRAT lists eight CPUs, the MADT enables four.
+    let mut t = qemu_srat();
+    t.truncate(FIRST_ENTRY);
+    for id in 0..8u8 {
+        t.extend_from_slice(&[CPU_APIC, 16, id / 4, id, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    let mut t = finish(t);
+    let edit = corrupt(&mut t, Corruption::Cpu, &[0, 1, 2, 3]).unwrap();
+    assert_eq!(
+        edit,
+        Edit::Cpu {
+            old: 3,
+            new: 8,
+            domain: 0
+        }
+    );
+}
+
+#[test]
+fn overlap_picks_the_closest_range_below() {
+    let mut t = qemu_srat();
+    t.truncate(FIRST_ENTRY);
+    for (domain, base) in [
+        (1u32, 0x4000_0000u64),
+        (0, 0),
+        (0, 0x1000_0000),
+        (1, 0x2000_0000),
+    ] {
+        t.extend_from_slice(&memory_entry(domain, base, 0x1000_0000, 1));
+    }
+    let mut t = finish(t);
+    let edit = corrupt(&mut t, Corruption::Overlap, &[]).unwrap();
+    assert_eq!(
+        edit,
+        Edit::Overlap {
+            low_domain: 0,
+            low_base: 0x1000_0000,
+            low_end: 0x4000_1000,
+            high_domain: 1,
+            high_base: 0x4000_0000
+        }
+    );
 }
 
 #[test]
