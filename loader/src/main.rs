@@ -75,7 +75,7 @@ mod machine;
 use loader::Error;
 use loader::acpi::edit::{self, Hidden};
 use loader::acpi::{self, MAX_CPUS, Madt, Rsdp, srat};
-use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
+use loader::answer::{self, Corruption, Facts, Kernel, MpSetup, Responder};
 use loader::elf::{self, KernelElf};
 use loader::exception::{self, Fault};
 use loader::hhdm::HHDM_OFFSET;
@@ -113,14 +113,12 @@ extern "C" fn loader_main(start_info: u32) -> ! {
 /// Steps 1-5 of the module docs; returns where to enter the kernel.
 fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     let info = pvh::read(mem, start_info)?;
-    let corrupt = answer::corrupt_hook(info.cmdline())?;
-    let skip = answer::skip_hook(info.cmdline())?;
-    let hidden = edit::hide_hook(info.cmdline())?;
-    let fault = exception::fault_hook(info.cmdline())?;
-    if let Some(kind) = fault.filter(|&f| f != Fault::ApPage) {
-        log!("test hook loader.fault: raising {kind:?} on purpose");
-        idt::fault(kind);
-    }
+    let Hooks {
+        corrupt,
+        skip,
+        hidden,
+        fault,
+    } = read_hooks(info.cmdline())?;
     let mut map = initial_memory_map(&info)?;
     let features = enable_paging_features();
     let (elf, kernel, revision) = load_kernel(mem, &mut map, &info)?;
@@ -149,9 +147,6 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         is_x2apic: false,
         is_faulting: fault == Some(Fault::ApPage),
     };
-    if config.is_faulting {
-        log!("test hook loader.fault=ap-page: every AP faults before it parks, on purpose");
-    }
     set_up_cpus(
         &mut responder,
         &kernel,
@@ -177,6 +172,35 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     })
 }
 
+/// The command line's test hooks (module docs).
+struct Hooks {
+    corrupt: Corruption,
+    skip: Option<[u64; 2]>,
+    hidden: Hidden,
+    fault: Option<Fault>,
+}
+
+/// Reads every test hook of `cmdline`; raises a BSP fault hook right away.
+fn read_hooks(cmdline: &[u8]) -> Result<Hooks, Error> {
+    let hooks = Hooks {
+        corrupt: answer::corrupt_hook(cmdline)?,
+        skip: answer::skip_hook(cmdline)?,
+        hidden: edit::hide_hook(cmdline)?,
+        fault: exception::fault_hook(cmdline)?,
+    };
+    match hooks.fault {
+        Some(Fault::ApPage) => {
+            log!("test hook loader.fault=ap-page: every AP faults before it parks, on purpose")
+        }
+        Some(kind) => {
+            log!("test hook loader.fault: raising {kind:?} on purpose");
+            idt::fault(kind);
+        }
+        None => {}
+    }
+    Ok(hooks)
+}
+
 /// Chooses the APIC mode, masks the legacy interrupt controllers and, if the kernel asks for
 /// MP and the MADT lists the CPUs, answers it and starts every AP. Without a MADT there is no
 /// MP response and the APIC stays in xAPIC mode, as under Limine.
@@ -189,20 +213,8 @@ fn set_up_cpus(
     phantom_cpu: bool,
 ) -> Result<(), Error> {
     let mp = answer::mp_request(r.mem, kernel)?;
-    let madt_at = match rsdp {
-        Some(rsdp) => acpi::find_table(r.mem, &rsdp, *b"APIC")?,
-        None => None,
-    };
     let wants_x2apic = mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0);
-    let lapic = Lapic::init(wants_x2apic && madt_at.is_some());
-    let madt = match madt_at {
-        Some((addr, len)) => Some(parse_madt(r.mem, addr, len, lapic.is_x2apic())?),
-        None => None,
-    };
-    legacy::mask_pic();
-    madt.iter()
-        .flat_map(|m| m.ioapics())
-        .for_each(|&a| legacy::mask_ioapic(a));
+    let (lapic, madt) = init_interrupt_controllers(r.mem, rsdp, wants_x2apic)?;
     let Some((req, _)) = mp else { return Ok(()) };
     let Some(madt) = madt else {
         if rsdp.is_some() {
@@ -236,6 +248,29 @@ fn set_up_cpus(
         lapic.id()
     );
     Ok(())
+}
+
+/// Puts the BSP's APIC in its mode (x2APIC if `wants_x2apic` and there is a MADT, as Limine
+/// enables it only once it found one), reads the MADT, and masks the PIC and every I/O APIC.
+fn init_interrupt_controllers(
+    mem: &IdentityMemory,
+    rsdp: Option<Rsdp>,
+    wants_x2apic: bool,
+) -> Result<(Lapic, Option<Madt>), Error> {
+    let madt_at = match rsdp {
+        Some(rsdp) => acpi::find_table(mem, &rsdp, *b"APIC")?,
+        None => None,
+    };
+    let lapic = Lapic::init(wants_x2apic && madt_at.is_some());
+    let madt = match madt_at {
+        Some((addr, len)) => Some(parse_madt(mem, addr, len, lapic.is_x2apic())?),
+        None => None,
+    };
+    legacy::mask_pic();
+    madt.iter()
+        .flat_map(|m| m.ioapics())
+        .for_each(|&a| legacy::mask_ioapic(a));
+    Ok((lapic, madt))
 }
 
 /// The MADT of `len` bytes at `addr`, read for an APIC in x2APIC mode or not.
