@@ -155,12 +155,12 @@ ap_trampoline_start:
     movq (%rax), %rax           /* loader.fault=ap-page: unmapped in the kernel's tables */
 7:  movl $1, %eax
     xchgl %eax, {d}+{booted}(%rbx)
-9:  movq {goto}(%rdi), %rax
+8:  movq {goto}(%rdi), %rax
     testq %rax, %rax
-    jnz 8f
+    jnz 9f
     pause
-    jmp 9b
-8:  movq {stack}(%rdi), %rsp
+    jmp 8b
+9:  movq {stack}(%rdi), %rsp
     pushq $0
     pushq $0
     lidtq (%rsp)                /* an empty IDT (limit 0), as the BSP enters the kernel */
