@@ -20,7 +20,8 @@ pub enum Error {
     NoModule,
     /// The command line is longer than the loader's copy of it.
     CmdlineTooLong,
-    /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`).
+    /// A `loader.fault=` word names no fault the test hook knows (`page`, `ud`, `stack`,
+    /// `ap-page`).
     UnknownFaultHook,
     /// A `loader.skip=` word names no request the test hook can leave unanswered.
     UnknownSkipHook,
@@ -88,8 +89,17 @@ pub enum Error {
     UnsupportedPagingMode,
     /// No valid ACPI RSDP in `start_info`, the EBDA or 0xE0000-0xFFFFF.
     NoRsdp,
-    /// The RSDT/XSDT has no valid MADT ("APIC").
-    NoMadt,
+    /// A `loader.hide=` word names no table the test hook can hide (`madt`, `srat`).
+    UnknownHideHook,
+    /// A `loader.corrupt=srat-*` test hook cannot do what it says on this machine.
+    SratHook(&'static str),
+    /// An ACPI table a test hook rewrote reads back unchanged: it is not in writable memory.
+    AcpiReadOnly {
+        /// The table signature.
+        signature: [u8; 4],
+        /// Its physical address.
+        addr: u64,
+    },
     /// An ACPI table fails its checksum or length checks.
     BadAcpiTable {
         /// The table signature.
@@ -129,9 +139,20 @@ impl fmt::Display for Error {
                 "no module, or an empty one: pass the kernel ELF with -initrd"
             ),
             CmdlineTooLong => write!(f, "command line too long"),
-            UnknownFaultHook => write!(f, "unknown loader.fault= value (expected page or ud)"),
-            UnknownCorruptHook => {
-                write!(f, "unknown loader.corrupt= value (expected memmap or mp)")
+            UnknownFaultHook => write!(
+                f,
+                "unknown loader.fault= value (expected page, ud, stack or ap-page)"
+            ),
+            UnknownCorruptHook => write!(
+                f,
+                "unknown loader.corrupt= value (expected memmap, mp, srat-overlap, srat-cpu or \
+                 srat-memless)"
+            ),
+            UnknownHideHook => write!(f, "unknown loader.hide= value (expected madt or srat)"),
+            SratHook(why) => write!(f, "loader.corrupt=srat-*: {why}"),
+            AcpiReadOnly { signature, addr } => {
+                let sig = core::str::from_utf8(&signature).unwrap_or("????");
+                write!(f, "ACPI table {sig} at {addr:#x} is not writable")
             }
             UnknownSkipHook => write!(
                 f,
@@ -177,7 +198,6 @@ impl fmt::Display for Error {
             TooManyRequests => write!(f, "too many Limine requests"),
             UnsupportedPagingMode => write!(f, "kernel requires a paging mode other than 4-level"),
             NoRsdp => write!(f, "no ACPI RSDP found"),
-            NoMadt => write!(f, "no ACPI MADT found"),
             BadAcpiTable { signature, addr } => {
                 let sig = core::str::from_utf8(&signature).unwrap_or("????");
                 write!(
@@ -207,7 +227,7 @@ mod tests {
     use std::string::ToString;
 
     /// One value of every variant, plus an ACPI signature that is not UTF-8.
-    const ALL: [Error; 32] = [
+    const ALL: [Error; 34] = [
         BadStartInfoMagic(0x2bad_b002),
         NoMemoryMap,
         TooManyE820Entries(129),
@@ -240,7 +260,12 @@ mod tests {
         TooManyRequests,
         UnsupportedPagingMode,
         NoRsdp,
-        NoMadt,
+        UnknownHideHook,
+        SratHook("no enabled CPU affinity entry"),
+        AcpiReadOnly {
+            signature: *b"SRAT",
+            addr: 0x7ffe_0000,
+        },
         BadAcpiTable {
             signature: *b"APIC",
             addr: 0xf_5250,

@@ -1,6 +1,10 @@
 //! CPU exceptions in the loader: vector names, the IDT gate encoding, the one-line report, and
 //! the `loader.fault=` test hook.
 //!
+//! The BSP's gates enter the handler through the identity map, its double fault on an IST
+//! stack (see [`crate::descriptor`]); the APs' gates enter it through the HHDM alias, which
+//! both the loader's and the kernel's page tables map, on the AP's own stack.
+//!
 //! The binary installs a 32-gate IDT on the BSP as soon as it runs in long mode; every gate
 //! enters a stub that ends in [`Report`] printed as the loader's error line (exit status 37),
 //! where without an IDT the machine would triple-fault silently. The decisions live here so
@@ -12,6 +16,7 @@
 //! Mode Exceptions and Interrupts"), plus AMD's 28-30 (APM Vol. 2, 8.2).
 
 use crate::Error;
+use crate::phys::PAGE_SIZE;
 use core::fmt;
 
 /// Number of exception vectors the loader's IDT covers (0-31, the architecturally defined ones).
@@ -36,6 +41,10 @@ const fn mask(vectors: &[u8]) -> u32 {
 pub const PAGE_FAULT: u8 = 14;
 /// Vector of the invalid opcode exception (#UD).
 pub const INVALID_OPCODE: u8 = 6;
+/// Vector of the double fault (#DF).
+pub const DOUBLE_FAULT: u64 = 8;
+/// The interrupt stack (IST index in the TSS) the BSP's double fault gate switches to.
+pub const DOUBLE_FAULT_IST: u8 = 1;
 
 /// The name of every exception vector, as the report line prints it.
 const NAMES: [&str; VECTORS] = [
@@ -101,6 +110,11 @@ impl Gate {
     /// A not-present gate: the CPU raises #GP (then #DF) through it.
     pub const MISSING: Gate = Gate([0; 2]);
 
+    /// This gate switching to interrupt stack `ist` (1-7; 0 keeps the current stack) on entry.
+    pub const fn with_ist(self, ist: u8) -> Gate {
+        Gate([self.0[0] | ((ist & 7) as u64) << 32, self.0[1]])
+    }
+
     /// A present DPL 0 interrupt gate to `handler` through code segment `selector`, no IST.
     pub const fn interrupt(handler: u64, selector: u16) -> Gate {
         let low = (handler & 0xffff)
@@ -119,10 +133,15 @@ impl Gate {
     }
 }
 
-/// What the loader reports about an exception: `CPU exception <vector> (<name>) error=<hex>
-/// rip=<hex> cr2=<hex>`, one line (printed after `loader: error: `).
+/// What the loader reports about an exception, one line (printed after `loader: error: `):
+/// `[AP with APIC ID <id>: ][stack overflow into the guard page at <hex>: ]CPU exception
+/// <vector> (<name>) error=<hex> rip=<hex> cr2=<hex>[ rsp=<hex>]`. The first part names an AP
+/// (a line without it comes from the BSP); the second, with the interrupted `rsp` at the end,
+/// appears when the fault hit the BSP stack's guard page ([`Report::is_stack_overflow`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Report {
+    /// The APIC ID of the AP that took the exception; `None` on the BSP.
+    pub ap: Option<u32>,
     /// The vector (0-31).
     pub vector: u64,
     /// The CPU's error code, 0 where the CPU pushes none.
@@ -132,10 +151,32 @@ pub struct Report {
     pub rip: u64,
     /// CR2 when the handler ran: the faulting linear address for a page fault, stale otherwise.
     pub cr2: u64,
+    /// The saved stack pointer: where the stack was when the exception struck.
+    pub rsp: u64,
+    /// The page below the BSP's stack that is left unmapped, so an overflow faults.
+    pub stack_guard: u64,
+}
+
+impl Report {
+    /// Whether this is the BSP's stack running into its guard page: a page fault (or the double
+    /// fault it turns into, when its frame cannot be pushed) at an address in the guard page.
+    pub fn is_stack_overflow(&self) -> bool {
+        let in_guard = (self.stack_guard..self.stack_guard + PAGE_SIZE).contains(&self.cr2);
+        let is_fault = self.vector == u64::from(PAGE_FAULT) || self.vector == DOUBLE_FAULT;
+        self.ap.is_none() && self.stack_guard != 0 && in_guard && is_fault
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = self.ap {
+            write!(f, "AP with APIC ID {id}: ")?;
+        }
+        let overflow = self.is_stack_overflow();
+        if overflow {
+            let guard = self.stack_guard;
+            write!(f, "stack overflow into the guard page at {guard:#x}: ")?;
+        }
         write!(
             f,
             "CPU exception {} ({}) error={:#x} rip={:#x} cr2={:#x}",
@@ -144,7 +185,11 @@ impl fmt::Display for Report {
             self.error_code,
             self.rip,
             self.cr2
-        )
+        )?;
+        if overflow {
+            write!(f, " rsp={:#x}", self.rsp)?;
+        }
+        Ok(())
     }
 }
 
@@ -156,6 +201,11 @@ pub enum Fault {
     Page,
     /// `loader.fault=ud`: execute `ud2`, an invalid opcode (a vector without an error code).
     InvalidOpcode,
+    /// `loader.fault=stack`: recurse on the BSP until the stack runs into its guard page.
+    StackOverflow,
+    /// `loader.fault=ap-page`: every AP reads [`FAULT_ADDRESS`] on the kernel's page tables,
+    /// just before it would park; the first AP started reports it.
+    ApPage,
 }
 
 /// The address `loader.fault=page` reads: canonical, in the lower half, above the loader's
@@ -170,13 +220,15 @@ const _: () = assert!(
 const FAULT_KEY: &[u8] = b"loader.fault";
 
 /// The fault the command line asks for, if any: the last `loader.fault=<kind>` word (words
-/// are separated by ASCII whitespace), `kind` being `page` or `ud`.
+/// are separated by ASCII whitespace), `kind` being `page`, `ud`, `stack` or `ap-page`.
 pub fn fault_hook(cmdline: &[u8]) -> Result<Option<Fault>, Error> {
     let mut hook = None;
     for kind in crate::pvh::word_values(cmdline, FAULT_KEY) {
         hook = Some(match kind {
             b"page" => Fault::Page,
             b"ud" => Fault::InvalidOpcode,
+            b"stack" => Fault::StackOverflow,
+            b"ap-page" => Fault::ApPage,
             _ => return Err(Error::UnknownFaultHook),
         });
     }
@@ -184,113 +236,4 @@ pub fn fault_hook(cmdline: &[u8]) -> Result<Option<Fault>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::string::ToString;
-
-    #[test]
-    fn error_code_vectors_match_the_sdm() {
-        let with: std::vec::Vec<u8> = (0..VECTORS as u8).filter(|&v| has_error_code(v)).collect();
-        assert_eq!(with, [8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
-        assert!(!has_error_code(32) && !has_error_code(255));
-    }
-
-    #[test]
-    fn every_vector_has_a_one_line_name() {
-        for v in 0..VECTORS as u64 {
-            let n = name(v);
-            assert!(
-                !n.is_empty() && !n.contains(['\n', '\r', '(', ')']),
-                "{v}: {n:?}"
-            );
-        }
-        assert_eq!(name(u64::from(PAGE_FAULT)), "page fault");
-        assert_eq!(name(u64::from(INVALID_OPCODE)), "invalid opcode");
-        assert_eq!(name(8), "double fault");
-        assert_eq!(name(13), "general protection");
-        assert_eq!(name(0), "divide error");
-        assert_eq!(name(31), "reserved");
-        assert_eq!(name(32), "unknown vector");
-        assert_eq!(name(u64::MAX), "unknown vector");
-    }
-
-    /// The SDM's field layout, byte by byte: offset 15:0, selector, IST, type/attributes,
-    /// offset 31:16, offset 63:32, reserved.
-    #[test]
-    fn gates_follow_the_sdm_layout() {
-        let handler = 0x1122_3344_5566_7788u64;
-        let bytes = Gate::interrupt(handler, 0x28).to_bytes();
-        assert_eq!(&bytes[0..2], &0x7788u16.to_le_bytes(), "offset 15:0");
-        assert_eq!(&bytes[2..4], &0x28u16.to_le_bytes(), "selector");
-        assert_eq!(bytes[4], 0, "IST 0, no stack switch");
-        assert_eq!(bytes[5], 0x8e, "present, DPL 0, 64-bit interrupt gate");
-        assert_eq!(&bytes[6..8], &0x5566u16.to_le_bytes(), "offset 31:16");
-        assert_eq!(&bytes[8..12], &0x1122_3344u32.to_le_bytes(), "offset 63:32");
-        assert_eq!(&bytes[12..16], &[0; 4], "reserved");
-        assert_eq!(Gate::MISSING.to_bytes(), [0; 16]);
-        assert_eq!(core::mem::size_of::<Gate>(), 16);
-    }
-
-    #[test]
-    fn a_loader_handler_gate() {
-        // A stub in the loader image at 1 MiB, through the loader's 64-bit code segment.
-        assert_eq!(
-            Gate::interrupt(0x10_2340, 0x28),
-            Gate([0x0010_8e00_0028_2340, 0])
-        );
-    }
-
-    #[test]
-    fn the_report_is_one_line() {
-        let r = Report {
-            vector: 14,
-            error_code: 0,
-            rip: 0x10_2a3b,
-            cr2: FAULT_ADDRESS,
-        };
-        assert_eq!(
-            r.to_string(),
-            "CPU exception 14 (page fault) error=0x0 rip=0x102a3b cr2=0x1deadb000"
-        );
-        let gp = Report {
-            vector: 13,
-            error_code: 0x28,
-            rip: 0xffff_8000_0010_0000,
-            cr2: 0,
-        };
-        assert_eq!(
-            gp.to_string(),
-            "CPU exception 13 (general protection) error=0x28 rip=0xffff800000100000 cr2=0x0"
-        );
-        for vector in 0..=VECTORS as u64 {
-            let line = Report { vector, ..r }.to_string();
-            assert!(!line.contains(['\n', '\r']), "{line:?}");
-        }
-    }
-
-    #[test]
-    fn the_hook_is_read_from_the_command_line() {
-        assert_eq!(fault_hook(b""), Ok(None));
-        assert_eq!(fault_hook(b"test=boot"), Ok(None));
-        assert_eq!(fault_hook(b"loader.fault=page"), Ok(Some(Fault::Page)));
-        assert_eq!(
-            fault_hook(b"test=boot  loader.fault=ud\tsmp=4"),
-            Ok(Some(Fault::InvalidOpcode))
-        );
-        assert_eq!(
-            fault_hook(b"loader.fault=ud loader.fault=page"),
-            Ok(Some(Fault::Page)),
-            "the last word wins"
-        );
-        assert_eq!(
-            fault_hook(b"xloader.fault=page"),
-            Ok(None),
-            "whole words only"
-        );
-        assert_eq!(
-            fault_hook(b"loader.fault=pagex"),
-            Err(Error::UnknownFaultHook)
-        );
-        assert_eq!(fault_hook(b"loader.fault="), Err(Error::UnknownFaultHook));
-    }
-}
+mod tests;

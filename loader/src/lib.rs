@@ -16,7 +16,8 @@
 //!   (finding requests, the base revision handshake), [`answer`] (writing responses), [`acpi`]
 //!   (RSDP, XSDT, MADT), [`protocol`] (magic numbers and layouts, checked against the `limine`
 //!   crate in tests), [`exception`] (the loader's own IDT: vector names, gate encoding, the
-//!   exception report line, the `loader.fault=` test hook);
+//!   exception report line, the `loader.fault=` test hook), [`descriptor`] (the BSP's TSS and
+//!   its GDT descriptor, for the double fault's IST stack);
 //! - the binary (`src/main.rs`, `src/machine/`): the PVH entry and long mode switch, COM1,
 //!   the IDT and its entry stubs, identity-mapped physical memory, the local APIC, the
 //!   PIT-calibrated TSC, the AP trampoline and the final jump. It holds all of the loader's
@@ -36,6 +37,7 @@ extern crate std;
 
 pub mod acpi;
 pub mod answer;
+pub mod descriptor;
 pub mod elf;
 pub mod error;
 pub mod exception;

@@ -5,8 +5,9 @@
 //! base revision 3 kernel and jumps to it; the kernel cannot tell the two apart.
 //!
 //! # Implementation
-//! [`loader_main`] first loads the BSP's IDT ([`machine::idt`]), so a CPU exception in the
-//! loader ends like any other failure. [`boot`] is the whole sequence, one step per function;
+//! [`loader_main`] first loads the BSP's IDT and TSS ([`machine::idt`]), so a CPU exception in
+//! the loader, a stack overflow included, ends like any other failure; the APs get an IDT of
+//! their own. [`boot`] is the whole sequence, one step per function;
 //! every step returns `Result<_, loader::Error>` and any error ends in `loader: error: <what>`
 //! and exit status 37 ([`machine::exit::fail`]):
 //! 1. read `start_info` (and act on the test hook below) and build the memory map, carving out
@@ -20,17 +21,51 @@
 //!    ([`set_up_cpus`]); answer the memory map request last, when no allocation remains;
 //! 6. hand off ([`machine::handoff`]).
 //!
-//! # Test hook
-//! The command-line word `loader.fault=page` makes the loader read an unmapped address
-//! ([`loader::exception::FAULT_ADDRESS`]) right after reading `start_info`, and
-//! `loader.fault=ud` makes it execute `ud2`: deliberate CPU exceptions that exercise the IDT.
-//! The run ends with exactly one line `loader: error: CPU exception 14 (page fault) error=0x0
-//! rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
-//! never runs. Any other `loader.fault=` value is an error. The boot tests use it
-//! (`tests/tests/loader.rs`); normal command lines never contain it. `loader.corrupt=memmap`
-//! answers an overlapping memory map, `loader.corrupt=mp` lists a CPU that never comes online
-//! and `loader.skip=<request>` leaves a request unanswered, for the kernel's checks (see
-//! [`answer`]).
+//! Without an ACPI RSDP the loader, like Limine, answers neither the RSDP nor the MP request and
+//! boots the kernel on the BSP alone, logging `loader: no ACPI RSDP found: no RSDP response, no
+//! MP response; booting on the BSP alone`; with an RSDP but no MADT it leaves only the MP
+//! request unanswered: `loader: no ACPI MADT found: no MP response; booting on the BSP alone`.
+//! The APIC then stays in xAPIC mode, as Limine enables x2APIC only once it found the MADT.
+//!
+//! # Test hooks
+//! Command-line words for the boot tests (`tests/tests/loader.rs`, `tests/tests/boot.rs`);
+//! normal command lines never contain them. Each is read with [`loader::pvh::word_values`]; an
+//! unknown value is an error (`loader: error: unknown loader.<key>= value (expected ...)`).
+//! - `loader.fault=page` makes the loader read an unmapped address
+//!   ([`loader::exception::FAULT_ADDRESS`]) right after reading `start_info`, and
+//!   `loader.fault=ud` makes it execute `ud2`: deliberate CPU exceptions that exercise the IDT.
+//!   The run ends with exactly one line `loader: error: CPU exception 14 (page fault) error=0x0
+//!   rip=<hex> cr2=0x1deadb000` (`6 (invalid opcode)` for `ud`) and exit status 37; the kernel
+//!   never runs.
+//! - `loader.fault=stack` recurses on the BSP until its stack runs into the unmapped guard page
+//!   below it; the double fault that follows runs on an IST stack and the run ends with one line
+//!   `loader: error: stack overflow into the guard page at <hex>: CPU exception 8 (double
+//!   fault) error=0x0 rip=<hex> cr2=<hex in the guard page> rsp=<hex>` and status 37.
+//! - `loader.fault=ap-page` makes every AP read [`loader::exception::FAULT_ADDRESS`] on the
+//!   kernel's page tables just before it parks (the BSP logs `loader: test hook
+//!   loader.fault=ap-page: every AP faults before it parks, on purpose`); the first AP started
+//!   reports it through the APs' IDT (HHDM alias) and the run ends with one line `loader: error:
+//!   AP with APIC ID <id>: CPU exception 14 (page fault) error=0x0 rip=<HHDM hex>
+//!   cr2=0x1deadb000` and status 37. Any exception on an AP once its trampoline runs 64-bit code
+//!   at the HHDM alias is reported this way, with the `AP with APIC ID <id>: ` prefix (a report
+//!   without it comes from the BSP); exactly one CPU prints ([`machine::exit`]).
+//! - `loader.corrupt=memmap` answers an overlapping memory map, `loader.corrupt=mp` lists a CPU
+//!   that never comes online, and `loader.skip=<request>` leaves a request unanswered, for the
+//!   kernel's checks (see [`answer`]).
+//! - `loader.hide=madt` and `loader.hide=srat` drop that ACPI table from the RSDT and XSDT
+//!   (checksums fixed) before anything reads them, as if the firmware never built it; the loader
+//!   logs `loader: test hook loader.hide=<madt|srat>: ACPI table <APIC|SRAT> at <hex> dropped
+//!   from the RSDT/XSDT` (or `... no ACPI table <sig> to hide`). Without the MADT there is no MP
+//!   response (see above).
+//! - `loader.corrupt=srat-overlap`, `srat-cpu` and `srat-memless` rewrite QEMU's SRAT (`-numa`)
+//!   in place, checksum fixed, so it parses but is wrong ([`loader::acpi::srat`]); the loader
+//!   logs `loader: test hook loader.corrupt=srat-overlap: SRAT memory of domain <a> [<base>,
+//!   <end>) overlaps domain <b> at <base>`, `loader: test hook loader.corrupt=srat-cpu: SRAT names
+//!   APIC ID <new> (no such CPU) in domain <d> instead of APIC ID <old>, which has no domain` or
+//!   `loader: test hook loader.corrupt=srat-memless: SRAT memory of domain <a> (<n> ranges) moved
+//!   to domain <b>; domain <a> keeps its CPUs and has no memory`. On a machine without an SRAT
+//!   they fail: `loader: error: loader.corrupt=srat-*: no ACPI SRAT on this machine (QEMU builds
+//!   one with -numa)`.
 
 #![no_std]
 #![no_main]
@@ -38,10 +73,11 @@
 mod machine;
 
 use loader::Error;
-use loader::acpi::{self, Madt, Rsdp};
-use loader::answer::{self, Facts, Kernel, MpSetup, Responder};
+use loader::acpi::edit::{self, Hidden};
+use loader::acpi::{self, MAX_CPUS, Madt, Rsdp, srat};
+use loader::answer::{self, Corruption, Facts, Kernel, MpSetup, Responder};
 use loader::elf::{self, KernelElf};
-use loader::exception;
+use loader::exception::{self, Fault};
 use loader::hhdm::HHDM_OFFSET;
 use loader::memmap::{EntryType, MemoryMap};
 use loader::paging::{self, KernelPlacement, PagingFeatures};
@@ -77,12 +113,12 @@ extern "C" fn loader_main(start_info: u32) -> ! {
 /// Steps 1-5 of the module docs; returns where to enter the kernel.
 fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     let info = pvh::read(mem, start_info)?;
-    let corrupt = answer::corrupt_hook(info.cmdline())?;
-    let skip = answer::skip_hook(info.cmdline())?;
-    if let Some(fault) = exception::fault_hook(info.cmdline())? {
-        log!("test hook loader.fault: raising {fault:?} on purpose");
-        idt::fault(fault);
-    }
+    let Hooks {
+        corrupt,
+        skip,
+        hidden,
+        fault,
+    } = read_hooks(info.cmdline())?;
     let mut map = initial_memory_map(&info)?;
     let features = enable_paging_features();
     let (elf, kernel, revision) = load_kernel(mem, &mut map, &info)?;
@@ -94,7 +130,7 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     // SAFETY: the tables are complete and their upper half (HHDM, kernel) is unused by the
     // loader's identity map.
     unsafe { entry::install_kernel_half(kernel_cr3) };
-    let rsdp = acpi::find_rsdp(mem, info.rsdp).ok();
+    let rsdp = find_acpi(mem, info.rsdp, hidden, corrupt.srat)?;
     let facts = Facts {
         revision,
         kernel_phys: kernel.image_phys,
@@ -109,6 +145,7 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         kernel_cr3,
         has_nx: features.has_nx,
         is_x2apic: false,
+        is_faulting: fault == Some(Fault::ApPage),
     };
     set_up_cpus(
         &mut responder,
@@ -135,8 +172,38 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
     })
 }
 
+/// The command line's test hooks (module docs).
+struct Hooks {
+    corrupt: Corruption,
+    skip: Option<[u64; 2]>,
+    hidden: Hidden,
+    fault: Option<Fault>,
+}
+
+/// Reads every test hook of `cmdline`; raises a BSP fault hook right away.
+fn read_hooks(cmdline: &[u8]) -> Result<Hooks, Error> {
+    let hooks = Hooks {
+        corrupt: answer::corrupt_hook(cmdline)?,
+        skip: answer::skip_hook(cmdline)?,
+        hidden: edit::hide_hook(cmdline)?,
+        fault: exception::fault_hook(cmdline)?,
+    };
+    match hooks.fault {
+        Some(Fault::ApPage) => {
+            log!("test hook loader.fault=ap-page: every AP faults before it parks, on purpose")
+        }
+        Some(kind) => {
+            log!("test hook loader.fault: raising {kind:?} on purpose");
+            idt::fault(kind);
+        }
+        None => {}
+    }
+    Ok(hooks)
+}
+
 /// Chooses the APIC mode, masks the legacy interrupt controllers and, if the kernel asks for
-/// MP, answers it and starts every AP.
+/// MP and the MADT lists the CPUs, answers it and starts every AP. Without a MADT there is no
+/// MP response and the APIC stays in xAPIC mode, as under Limine.
 fn set_up_cpus(
     r: &mut Responder<'_, IdentityMemory>,
     kernel: &Kernel,
@@ -146,21 +213,15 @@ fn set_up_cpus(
     phantom_cpu: bool,
 ) -> Result<(), Error> {
     let mp = answer::mp_request(r.mem, kernel)?;
-    let lapic = Lapic::init(mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0));
-    let madt = match rsdp {
-        Some(rsdp) => read_madt(r.mem, &rsdp, lapic.is_x2apic())?,
-        None => None,
-    };
-    legacy::mask_pic();
-    madt.iter()
-        .flat_map(|m| m.ioapics())
-        .for_each(|&a| legacy::mask_ioapic(a));
+    let wants_x2apic = mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0);
+    let (lapic, madt) = init_interrupt_controllers(r.mem, rsdp, wants_x2apic)?;
     let Some((req, _)) = mp else { return Ok(()) };
-    let madt = madt.ok_or(if rsdp.is_none() {
-        Error::NoRsdp
-    } else {
-        Error::NoMadt
-    })?;
+    let Some(madt) = madt else {
+        if rsdp.is_some() {
+            log!("no ACPI MADT found: no MP response; booting on the BSP alone");
+        }
+        return Ok(());
+    };
     if madt.cpus().is_empty() {
         return Err(Error::NoCpus);
     }
@@ -189,15 +250,93 @@ fn set_up_cpus(
     Ok(())
 }
 
-/// The MADT, if the RSDT/XSDT lists one.
-fn read_madt(mem: &IdentityMemory, rsdp: &Rsdp, is_x2apic: bool) -> Result<Option<Madt>, Error> {
-    match acpi::find_table(mem, rsdp, *b"APIC")? {
-        Some((addr, len)) => Ok(Some(acpi::parse_madt(
-            mem.bytes(addr, len as usize)?,
-            is_x2apic,
-        )?)),
-        None => Ok(None),
+/// Puts the BSP's APIC in its mode (x2APIC if `wants_x2apic` and there is a MADT, as Limine
+/// enables it only once it found one), reads the MADT, and masks the PIC and every I/O APIC.
+fn init_interrupt_controllers(
+    mem: &IdentityMemory,
+    rsdp: Option<Rsdp>,
+    wants_x2apic: bool,
+) -> Result<(Lapic, Option<Madt>), Error> {
+    let madt_at = match rsdp {
+        Some(rsdp) => acpi::find_table(mem, &rsdp, *b"APIC")?,
+        None => None,
+    };
+    let lapic = Lapic::init(wants_x2apic && madt_at.is_some());
+    let madt = match madt_at {
+        Some((addr, len)) => Some(parse_madt(mem, addr, len, lapic.is_x2apic())?),
+        None => None,
+    };
+    legacy::mask_pic();
+    madt.iter()
+        .flat_map(|m| m.ioapics())
+        .for_each(|&a| legacy::mask_ioapic(a));
+    Ok((lapic, madt))
+}
+
+/// The MADT of `len` bytes at `addr`, read for an APIC in x2APIC mode or not.
+fn parse_madt(mem: &IdentityMemory, addr: u64, len: u32, is_x2apic: bool) -> Result<Madt, Error> {
+    acpi::parse_madt(mem.bytes(addr, len as usize)?, is_x2apic)
+}
+
+/// The RSDP, once the `loader.hide=` and `loader.corrupt=srat-*` hooks have edited the tables.
+/// `None` on a machine without ACPI: then, as under Limine, neither the RSDP nor the MP request
+/// is answered and the kernel runs on the BSP alone.
+fn find_acpi(
+    mem: &mut IdentityMemory,
+    hint: Option<u64>,
+    hidden: Hidden,
+    srat: Option<srat::Corruption>,
+) -> Result<Option<Rsdp>, Error> {
+    let Ok(rsdp) = acpi::find_rsdp(mem, hint) else {
+        log!("no ACPI RSDP found: no RSDP response, no MP response; booting on the BSP alone");
+        return match srat {
+            Some(_) => Err(Error::SratHook("no ACPI tables on this machine")),
+            None => Ok(None),
+        };
+    };
+    for (name, signature) in hidden.tables() {
+        let sig = core::str::from_utf8(&signature).unwrap_or("?");
+        match edit::hide_table(mem, &rsdp, signature)? {
+            Some(at) => log!(
+                "test hook loader.hide={name}: ACPI table {sig} at {at:#x} dropped from the RSDT/XSDT"
+            ),
+            None => log!("test hook loader.hide={name}: no ACPI table {sig} to hide"),
+        }
     }
+    if let Some(what) = srat {
+        corrupt_srat(mem, &rsdp, what)?;
+    }
+    Ok(Some(rsdp))
+}
+
+/// Applies a `loader.corrupt=srat-*` hook to the SRAT in place and logs what changed.
+fn corrupt_srat(
+    mem: &mut IdentityMemory,
+    rsdp: &Rsdp,
+    what: srat::Corruption,
+) -> Result<(), Error> {
+    let no_srat = Error::SratHook("no ACPI SRAT on this machine (QEMU builds one with -numa)");
+    let (addr, len) = acpi::find_table(mem, rsdp, *b"SRAT")?.ok_or(no_srat)?;
+    let mut present = [0u32; MAX_CPUS];
+    let mut count = 0;
+    if let Some((at, madt_len)) = acpi::find_table(mem, rsdp, *b"APIC")? {
+        for (cpu, slot) in parse_madt(mem, at, madt_len, true)?
+            .cpus()
+            .iter()
+            .zip(&mut present)
+        {
+            *slot = cpu.lapic_id;
+            count += 1;
+        }
+    }
+    let mut change = Err(no_srat);
+    let written = edit::write_table(mem, addr, len, *b"SRAT", |t| {
+        change = srat::corrupt(t, what, &present[..count]);
+    });
+    let change = change?;
+    written?;
+    log!("test hook {change}");
+    Ok(())
 }
 
 /// The firmware's memory map with everything the loader must not hand out carved away.

@@ -235,7 +235,13 @@ pub fn qemu_command(b: &Boot) -> Command {
 
 /// Boots QEMU as `b` says and waits for it to end or time out.
 pub fn boot(b: &Boot) -> Outcome {
-    let mut child = qemu_command(b)
+    run(qemu_command(b), b.timeout)
+}
+
+/// Runs the QEMU command `cmd` (for example [`qemu_command`] with extra arguments such as
+/// `-numa`) and waits for it to end or time out, as [`boot`] does.
+pub fn run(mut cmd: Command, timeout: Duration) -> Outcome {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -245,7 +251,7 @@ pub fn boot(b: &Boot) -> Outcome {
     let stderr = child.stderr.take().expect("piped stderr");
     let serial = thread::spawn(move || read_all(stdout));
     let errors = thread::spawn(move || read_all(stderr));
-    let deadline = Instant::now() + b.timeout;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(exit) = child.try_wait().expect("waiting for qemu") {
             break Status::from_exit_code(exit.code());

@@ -5,10 +5,18 @@
 //! Covered: no module (no `-initrd`) and an empty one; bytes that are not ELF at all; a kernel
 //! ELF with its magic, `e_machine`, `e_type` or `e_entry` clobbered; one cut short in the middle
 //! of a segment; one with a segment moved below the higher half or onto its neighbour; one whose
-//! image cannot fit in RAM; a machine without ACPI (no RSDP for the MP request). CPU
-//! exceptions in the loader itself, raised through its `loader.fault=` test hook: a page fault
-//! (a vector with a CPU error code) and an invalid opcode (one without), each reported by the
-//! loader's IDT as one error line instead of a silent triple fault; an unknown hook value.
+//! image cannot fit in RAM. CPU exceptions in the loader itself, raised through its
+//! `loader.fault=` test hook: a page fault (a vector with a CPU error code) and an invalid
+//! opcode (one without), each reported by the loader's IDT as one error line instead of a
+//! silent triple fault; a page fault on an AP at -smp 4, on the kernel's page tables before it
+//! parks, reported once and naming the AP; a stack overflow into the guard page, reported from
+//! the double fault's IST stack; an unknown hook value.
+//!
+//! Also the loader's side of machines that boot on the BSP alone (no ACPI at all, or the MADT
+//! hidden with `loader.hide=madt`): it logs that it gives no RSDP/MP response and enters the
+//! kernel. And its SRAT hooks on QEMU's two-node NUMA machine (`loader.corrupt=srat-overlap`,
+//! `srat-cpu`, `srat-memless`, `loader.hide=srat`): each logs its one line and hands off; the
+//! kernel's reaction is tested with the kernel.
 //!
 //! # Implementation
 //! Bad modules are derived at run time from the kernel ELF under test (`KERNEL_ELF`, by default
@@ -297,17 +305,163 @@ fn image_larger_than_memory_is_rejected() {
     );
 }
 
+/// The kernel's first line: the loader handed off and the kernel runs.
+const KERNEL_FIRST_LINE: &str = "kernel: early init on the BSP";
+/// The loader's line on a machine without ACPI.
+const NO_RSDP: &str =
+    "loader: no ACPI RSDP found: no RSDP response, no MP response; booting on the BSP alone";
+/// The loader's line when the RSDT/XSDT lists no MADT.
+const NO_MADT: &str = "loader: no ACPI MADT found: no MP response; booting on the BSP alone";
+
+/// Asserts that the loader printed `line` exactly once, reported no error and entered the
+/// kernel. The kernel's own verdict is not the loader's business here.
+#[track_caller]
+fn handed_off_after(out: &Outcome, line: &str) {
+    assert_eq!(
+        out.lines_with(line).count(),
+        1,
+        "expected one {line:?}:\n{}",
+        out.serial
+    );
+    assert!(
+        out.lines_with(ERROR_PREFIX).next().is_none(),
+        "the loader failed:\n{}",
+        out.serial
+    );
+    out.assert_contains(HANDOFF);
+    out.assert_contains(KERNEL_FIRST_LINE);
+}
+
 #[test]
-fn machine_without_acpi_has_no_rsdp() {
-    // `pc` without ACPI tables: SeaBIOS builds none either, so the kernel's MP request cannot
-    // be answered.
+fn machine_without_acpi_boots_on_the_bsp_alone() {
+    // `pc` without ACPI tables: SeaBIOS builds none either. Like Limine, the loader answers
+    // neither the RSDP nor the MP request and enters the kernel on the BSP.
     let out = boot(&Boot {
         smp: 2,
         machine: "pc,acpi=off",
         timeout: TIMEOUT,
         ..Default::default()
     });
-    assert_eq!(loader_error(&out), "no ACPI RSDP found");
+    handed_off_after(&out, NO_RSDP);
+    assert!(out.lines_with("loader: test hook").next().is_none());
+}
+
+#[test]
+fn hidden_madt_leaves_the_mp_request_unanswered() {
+    let out = boot(&Boot {
+        smp: 2,
+        cmdline: "test=boot loader.hide=madt",
+        timeout: TIMEOUT,
+        ..Default::default()
+    });
+    let hide = out
+        .lines_with("loader: test hook loader.hide=madt: ACPI table APIC at 0x")
+        .next()
+        .unwrap_or_else(|| panic!("no hide line:\n{}", out.serial));
+    assert!(hide.ends_with(" dropped from the RSDT/XSDT"), "{hide}");
+    handed_off_after(&out, NO_MADT);
+    assert!(
+        out.lines_with("loader: 2 CPUs").next().is_none(),
+        "APs started"
+    );
+}
+
+#[test]
+fn unknown_hide_hook_is_rejected() {
+    assert_eq!(
+        hooked_error("loader.hide=apic"),
+        "unknown loader.hide= value (expected madt or srat)"
+    );
+}
+
+/// QEMU's two-node NUMA machine: CPUs 0-1 and 512 MiB in node 0, CPUs 2-3 and 512 MiB in
+/// node 1, distance 21; the firmware builds an SRAT and a SLIT for it.
+const NUMA: [&str; 14] = [
+    "-object",
+    "memory-backend-ram,id=m0,size=512M",
+    "-object",
+    "memory-backend-ram,id=m1,size=512M",
+    "-numa",
+    "node,nodeid=0,cpus=0-1,memdev=m0",
+    "-numa",
+    "node,nodeid=1,cpus=2-3,memdev=m1",
+    "-numa",
+    "dist,src=0,dst=1,val=21",
+    "-smp",
+    "4",
+    "-m",
+    "1G",
+];
+
+/// Boots the two-node NUMA machine with `hook` on the command line.
+fn boot_numa(hook: &str) -> Outcome {
+    let cmdline = format!("test=boot {hook}");
+    let b = Boot {
+        cmdline: &cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    };
+    // The later -smp and -m override the defaults `qemu_command` passes.
+    let mut cmd = tests::qemu_command(&b);
+    cmd.args(NUMA);
+    tests::run(cmd, TIMEOUT)
+}
+
+/// Boots the NUMA machine with `hook` and returns the loader's one `loader: test hook <hook>`
+/// line (after the prefix), once it handed off.
+#[track_caller]
+fn numa_hook_line(hook: &str) -> String {
+    let out = boot_numa(hook);
+    let prefix = format!("loader: test hook {hook}: ");
+    let lines: Vec<&str> = out.lines_with(&prefix).collect();
+    assert_eq!(lines.len(), 1, "expected one {prefix:?}:\n{}", out.serial);
+    handed_off_after(&out, lines[0]);
+    out.assert_contains("loader: 4 CPUs, 3 APs parked");
+    lines[0][prefix.len()..].to_owned()
+}
+
+#[test]
+fn srat_overlap_hook_overlaps_two_domains() {
+    // Node 0's RAM above 1 MiB now reaches one page into node 1's, which starts at 512 MiB.
+    assert_eq!(
+        numa_hook_line("loader.corrupt=srat-overlap"),
+        "SRAT memory of domain 0 [0x100000, 0x20001000) overlaps domain 1 at 0x20000000"
+    );
+}
+
+#[test]
+fn srat_cpu_hook_leaves_a_cpu_without_a_domain() {
+    assert_eq!(
+        numa_hook_line("loader.corrupt=srat-cpu"),
+        "SRAT names APIC ID 4 (no such CPU) in domain 1 instead of APIC ID 3, which has no domain"
+    );
+}
+
+#[test]
+fn srat_memless_hook_empties_a_domain_with_cpus() {
+    let line = numa_hook_line("loader.corrupt=srat-memless");
+    assert!(
+        line.starts_with("SRAT memory of domain 1 (")
+            && line.ends_with(" moved to domain 0; domain 1 keeps its CPUs and has no memory"),
+        "{line}"
+    );
+}
+
+#[test]
+fn srat_hide_hook_drops_the_srat() {
+    let line = numa_hook_line("loader.hide=srat");
+    assert!(
+        line.starts_with("ACPI table SRAT at 0x") && line.ends_with(" dropped from the RSDT/XSDT"),
+        "{line}"
+    );
+}
+
+#[test]
+fn srat_hook_without_numa_is_an_error() {
+    assert_eq!(
+        hooked_error("loader.corrupt=srat-cpu"),
+        "loader.corrupt=srat-*: no ACPI SRAT on this machine (QEMU builds one with -numa)"
+    );
 }
 
 /// The unmapped address `loader.fault=page` reads (`loader::exception::FAULT_ADDRESS`).
@@ -378,6 +532,58 @@ fn exception_without_error_code_is_reported() {
 fn unknown_fault_hook_is_rejected() {
     assert_eq!(
         hooked_error("loader.fault=bogus"),
-        "unknown loader.fault= value (expected page or ud)"
+        "unknown loader.fault= value (expected page, ud, stack or ap-page)"
     );
+}
+
+/// Where the loader's HHDM starts: the APs' trampoline runs at its alias there.
+const HHDM_OFFSET: u64 = 0xffff_8000_0000_0000;
+
+#[test]
+fn page_fault_on_an_ap_names_the_ap() {
+    // Every AP faults on the kernel's page tables just before it parks; the first one started
+    // reports, and the BSP (waiting for it) stays silent.
+    let cmdline = "test=boot loader.fault=ap-page";
+    let error = loader_error(&boot(&Boot {
+        smp: 4,
+        cmdline,
+        timeout: TIMEOUT,
+        ..Default::default()
+    }));
+    let (cpu, report) = error
+        .strip_prefix("AP with APIC ID ")
+        .and_then(|rest| rest.split_once(": "))
+        .unwrap_or_else(|| panic!("the error names no AP: {error}"));
+    let apic_id: u32 = cpu.parse().unwrap_or_else(|e| panic!("{cpu}: {e}"));
+    assert!((1..4).contains(&apic_id), "not an AP of -smp 4: {error}");
+    assert!(
+        report.starts_with("CPU exception 14 (page fault) error=0x0 rip=0x"),
+        "unexpected error: {error}"
+    );
+    assert_eq!(hex_field(report, "cr2"), FAULT_ADDRESS, "{error}");
+    assert!(
+        hex_field(report, "rip") >= HHDM_OFFSET,
+        "the trampoline runs at its HHDM alias: {error}"
+    );
+}
+
+#[test]
+fn stack_overflow_in_the_loader_is_reported() {
+    // Endless recursion runs into the guard page under the loader's stack; the page fault
+    // cannot push its frame there, so it becomes a double fault, handled on an IST stack.
+    let error = hooked_error("loader.fault=stack");
+    let guard = error
+        .strip_prefix("stack overflow into the guard page at ")
+        .and_then(|rest| rest.split_once(": CPU exception 8 (double fault) error=0x0 rip=0x"))
+        .map(|(guard, _)| hex_field(&format!("guard={guard}"), "guard"))
+        .unwrap_or_else(|| panic!("unexpected error: {error}"));
+    assert_eq!(guard % PAGE_SIZE, 0, "{error}");
+    let (cr2, rsp) = (hex_field(&error, "cr2"), hex_field(&error, "rsp"));
+    assert!((guard..guard + PAGE_SIZE).contains(&cr2), "{error}");
+    assert!(
+        (guard..guard + 2 * PAGE_SIZE).contains(&rsp),
+        "rsp is near the stack's bottom: {error}"
+    );
+    assert_in_loader(hex_field(&error, "rip"));
+    assert_in_loader(guard);
 }

@@ -17,6 +17,8 @@ use crate::Error;
 use crate::answer::MpCpu;
 use crate::phys::PhysMem;
 
+pub mod edit;
+pub mod srat;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +28,7 @@ pub const MAX_CPUS: usize = 1024;
 pub const MAX_IOAPICS: usize = 16;
 /// Largest table the loader reads (a MADT for 1024 x2APIC CPUs is about 16 KiB).
 const MAX_TABLE_LEN: u32 = 0x10_0000;
+/// Length of the header every ACPI table starts with.
 const SDT_HEADER_LEN: u32 = 36;
 const MADT_ENABLED: u32 = 1;
 

@@ -227,3 +227,87 @@ fn too_many_cpus_is_an_error() {
         Err(Error::TooManyCpus)
     ));
 }
+
+#[test]
+fn hiding_a_table_drops_it_from_both_root_tables() {
+    for rev in [2, 0] {
+        let mut m = firmware(0xf5250, rev, &qemu_madt(2));
+        let r = find_rsdp(&m, None).unwrap();
+        assert_eq!(edit::hide_table(&mut m, &r, *b"APIC"), Ok(Some(APIC)));
+        assert_eq!(find_table(&m, &r, *b"APIC"), Ok(None), "revision {rev}");
+        assert_eq!(find_table(&m, &r, *b"FACP"), Ok(Some((FACP, 44))));
+        let rsdt_only = Rsdp { xsdt: 0, ..r };
+        assert_eq!(find_table(&m, &rsdt_only, *b"APIC"), Ok(None), "RSDT too");
+        assert_eq!(m.read_u32(RSDT + 4), Ok(40), "one 4-byte entry left");
+        assert_eq!(edit::hide_table(&mut m, &r, *b"SRAT"), Ok(None));
+    }
+}
+
+#[test]
+fn removing_root_entries_keeps_order_and_checksum() {
+    let body: Vec<u8> = [1u64, 2, 1, 3]
+        .iter()
+        .flat_map(|a| a.to_le_bytes())
+        .collect();
+    let mut t = table(b"XSDT", &body);
+    assert_eq!(edit::remove_from_root(&mut t, 8, 1), 2);
+    let len = u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize;
+    assert_eq!(len, 36 + 16);
+    assert!(checksum_ok(&t[..len]));
+    assert_eq!(&t[36..52], [2u64, 3].map(u64::to_le_bytes).concat());
+}
+
+#[test]
+fn the_hide_hook_is_read_from_the_command_line() {
+    use edit::{Hidden, hide_hook};
+    assert_eq!(hide_hook(b"test=boot"), Ok(Hidden::default()));
+    let both = hide_hook(b"loader.hide=madt loader.hide=srat").unwrap();
+    assert_eq!(
+        both,
+        Hidden {
+            madt: true,
+            srat: true
+        }
+    );
+    assert_eq!(
+        both.tables().collect::<Vec<_>>(),
+        [("madt", *b"APIC"), ("srat", *b"SRAT")]
+    );
+    assert_eq!(hide_hook(b"loader.hide=apic"), Err(Error::UnknownHideHook));
+}
+
+/// Memory that ignores writes, like ROM: `bytes_mut` hands out a scratch copy.
+struct Rom {
+    mem: TestMemory,
+    scratch: Vec<u8>,
+}
+
+impl PhysMem for Rom {
+    fn bytes(&self, addr: u64, len: usize) -> Result<&[u8], Error> {
+        self.mem.bytes(addr, len)
+    }
+    fn bytes_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], Error> {
+        self.scratch = self.mem.bytes(addr, len)?.to_vec();
+        Ok(&mut self.scratch)
+    }
+    fn copy(&mut self, _: u64, _: u64, _: usize) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_table_in_rom_is_an_error_not_a_silent_no_op() {
+    let mem = firmware(0xf5250, 2, &qemu_madt(2));
+    let r = find_rsdp(&mem, None).unwrap();
+    let mut rom = Rom {
+        mem,
+        scratch: Vec::new(),
+    };
+    assert_eq!(
+        edit::hide_table(&mut rom, &r, *b"APIC"),
+        Err(Error::AcpiReadOnly {
+            signature: *b"RSDT",
+            addr: RSDT
+        })
+    );
+}

@@ -6,8 +6,8 @@
 //! loader does not implement keep their NULL response.
 //!
 //! Answered: bootloader info, firmware type (x86 BIOS), stack size, HHDM, paging mode (4-level),
-//! executable address, executable command line, RSDP ([`answer_fixed`]); MP ([`answer_mp`],
-//! once the CPUs are known); memory map ([`answer_memmap`], last, after every allocation, so
+//! executable address, executable command line, RSDP ([`answer_fixed`], only when the machine
+//! has one); MP ([`answer_mp`], once the CPUs are known, only when the MADT lists them); memory map ([`answer_memmap`], last, after every allocation, so
 //! the map it reports is final).
 //!
 //! Test hooks, for the boot tests of the kernel's checks (normal command lines never hold
@@ -24,6 +24,7 @@
 //! an HHDM address before it.
 
 use crate::Error;
+use crate::acpi::srat;
 use crate::hhdm::HHDM_OFFSET;
 use crate::memmap::{MAX_ENTRIES, MemoryMap};
 use crate::phys::{PAGE_SIZE, PhysMem, align_up};
@@ -159,7 +160,8 @@ pub struct Facts<'a> {
     pub kernel_virt: u64,
     /// The kernel command line.
     pub cmdline: &'a [u8],
-    /// Physical address of the ACPI RSDP, if found.
+    /// Physical address of the ACPI RSDP, if found; without one the RSDP request stays
+    /// unanswered, as under Limine.
     pub rsdp: Option<u64>,
 }
 
@@ -188,8 +190,7 @@ pub fn answer_fixed<M: PhysMem>(
         let cmdline = r.string(facts.cmdline)?;
         r.respond_words(k, req, &[0, cmdline])?;
     }
-    if let Some(req) = k.find(id::RSDP, base) {
-        let rsdp = facts.rsdp.ok_or(Error::NoRsdp)?;
+    if let (Some(req), Some(rsdp)) = (k.find(id::RSDP, base), facts.rsdp) {
         let address = if facts.revision == 3 {
             rsdp
         } else {
@@ -348,6 +349,9 @@ pub struct Corruption {
     pub memmap: bool,
     /// `mp`: the MP response lists a CPU that does not exist.
     pub mp: bool,
+    /// `srat-overlap`, `srat-cpu`, `srat-memless`: the SRAT is rewritten
+    /// ([`crate::acpi::srat`]); the last such word wins.
+    pub srat: Option<srat::Corruption>,
 }
 
 /// The `loader.corrupt=<what>` words of the command line (module docs).
@@ -357,7 +361,10 @@ pub fn corrupt_hook(cmdline: &[u8]) -> Result<Corruption, Error> {
         match what {
             b"memmap" => corrupt.memmap = true,
             b"mp" => corrupt.mp = true,
-            _ => return Err(Error::UnknownCorruptHook),
+            _ => {
+                let srat = srat::Corruption::from_name(what);
+                corrupt.srat = Some(srat.ok_or(Error::UnknownCorruptHook)?);
+            }
         }
     }
     Ok(corrupt)

@@ -1,4 +1,5 @@
 use super::*;
+use crate::acpi::srat;
 use crate::memmap::{E820Entry, EntryType};
 use crate::phys::TestMemory;
 use crate::requests::scan;
@@ -157,7 +158,7 @@ fn fixed_responses_carry_the_facts() {
 }
 
 #[test]
-fn rsdp_is_an_hhdm_address_before_revision_3_and_required_when_requested() {
+fn rsdp_is_an_hhdm_address_before_revision_3_and_unanswered_without_one() {
     let rsdp = RsdpRequest::new();
     let (mut mem, mut map, k) = setup(&[as_bytes(&rsdp)]);
     answer_fixed(&mut Responder::new(&mut mem, &mut map), &k, &facts(2)).unwrap();
@@ -170,9 +171,11 @@ fn rsdp_is_an_hhdm_address_before_revision_3_and_required_when_requested() {
         rsdp: None,
         ..facts(3)
     };
+    answer_fixed(&mut Responder::new(&mut mem, &mut map), &k, &no_rsdp).unwrap();
     assert_eq!(
-        answer_fixed(&mut Responder::new(&mut mem, &mut map), &k, &no_rsdp),
-        Err(Error::NoRsdp)
+        response(&mem, &k, id::RSDP),
+        None,
+        "no RSDP response, as under Limine"
     );
 }
 
@@ -342,6 +345,16 @@ fn the_corrupt_memmap_hook_stretches_entry_0_into_entry_1() {
         Err(Error::UnknownCorruptHook)
     );
     assert_eq!(hook(b""), Ok(Corruption::default()));
+    assert_eq!(
+        hook(b"loader.corrupt=srat-cpu loader.corrupt=srat-overlap").map(|c| c.srat),
+        Ok(Some(srat::Corruption::Overlap)),
+        "the last SRAT word wins"
+    );
+    assert_eq!(
+        hook(b"loader.corrupt=srat-memless loader.corrupt=mp").map(|c| (c.mp, c.srat)),
+        Ok((true, Some(srat::Corruption::Memless)))
+    );
+    assert_eq!(hook(b"loader.corrupt=srat"), Err(Error::UnknownCorruptHook));
     let req = MemoryMapRequest::new();
     let (mut mem, mut map, k) = setup(&[as_bytes(&req)]);
     let mut r = Responder::new(&mut mem, &mut map);

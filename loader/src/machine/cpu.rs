@@ -45,6 +45,26 @@ pub fn has_x2apic() -> bool {
     cpuid(1).2 & (1 << 21) != 0
 }
 
+/// This CPU's initial APIC ID, which the firmware's MADT lists: the 32-bit x2APIC ID of CPUID
+/// leaf 0xB (EDX) where that leaf exists, else the 8-bit ID of leaf 1 (EBX bits 31:24). Needs
+/// no memory, so it works in any address space (SDM Vol. 3A 11.4.6, 11.12.8).
+pub fn initial_apic_id() -> u32 {
+    if cpuid(0).0 >= 0xb && cpuid(0xb).1 != 0 {
+        cpuid(0xb).3
+    } else {
+        cpuid(1).1 >> 24
+    }
+}
+
+/// `IA32_APIC_BASE.BSP`: set on the bootstrap processor only (SDM Vol. 3A 11.4.4).
+const APIC_BASE_BSP: u64 = 1 << 8;
+
+/// Whether this CPU is the bootstrap processor.
+pub fn is_bsp() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no side effect.
+    unsafe { rdmsr(IA32_APIC_BASE) & APIC_BASE_BSP != 0 }
+}
+
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is available on every x86_64 CPU (CR4.TSD is clear) and has no side effects.

@@ -7,9 +7,16 @@
 //! loader's GDT and far-jumps to 64-bit code, which calls `loader_main(start_info)` on the
 //! loader's own stack.
 //!
+//! The stack (128 KiB in `.bss`) has a guard page below it that the identity map leaves out
+//! (the 2 MiB page holding it is split into 4 KiB pages, `boot_pt`), so an overflow faults
+//! instead of running over the page tables below; [`stack_guard`] tells the exception handler
+//! where it is.
+//!
 //! The GDT is the one the Limine protocol describes and the kernel receives at hand-off (null,
 //! 16-bit code/data, 32-bit code/data, 64-bit code/data); the loader itself uses 0x28/0x30 and
-//! the AP trampoline 0x18/0x20 on the way up.
+//! the AP trampoline 0x18/0x20 on the way up. Past the protocol's limit the BSP's copy has one
+//! more descriptor, its TSS at [`TSS_SELECTOR`] ([`load_tss`]): loaded with a longer limit on
+//! the BSP only, it never shows in the GDTR the kernel or the APs receive.
 //!
 //! # Implementation
 //! `boot_pml4` is the loader's address space; [`install_kernel_half`] later copies the kernel's
@@ -18,12 +25,19 @@
 
 use super::cpu::{read_cr3, write_cr3};
 use core::arch::global_asm;
+use loader::descriptor::tss_descriptor;
 use loader::hhdm::HHDM_OFFSET;
 
 /// Selector of the 64-bit code segment.
 pub const KERNEL_CS: u16 = 0x28;
 /// Selector of the 64-bit data segment.
 pub const KERNEL_DS: u16 = 0x30;
+/// Selector of the BSP's TSS, just past the protocol GDT.
+pub const TSS_SELECTOR: u16 = 0x38;
+/// Descriptors in the protocol GDT.
+const PROTOCOL_GDT_ENTRIES: usize = 7;
+/// Quadwords in the loader's GDT: the protocol's, then the 16-byte TSS descriptor.
+const LOADER_GDT_QUADS: usize = PROTOCOL_GDT_ENTRIES + 2;
 
 global_asm!(
     r#"
@@ -49,7 +63,8 @@ boot_gdt:
     .quad 0x00af9b000000ffff    /* 0x28: 64-bit code */
     .quad 0x00cf93000000ffff    /* 0x30: 64-bit data */
     .global boot_gdt_end
-boot_gdt_end:
+boot_gdt_end:                   /* the protocol GDT ends here; the loader's goes on: */
+    .quad 0, 0                  /* 0x38: the BSP's TSS, filled by load_tss */
     .balign 8
 boot_gdtr32:
     .word boot_gdt_end - boot_gdt - 1
@@ -65,7 +80,11 @@ boot_pdpt:
     .global boot_pd
 boot_pd:
     .skip 4 * 4096
-    .balign 16
+boot_pt:                        /* 4 KiB pages of the 2 MiB holding the guard page */
+    .skip 4096
+    .global loader_stack_guard
+loader_stack_guard:             /* left unmapped: an overflow faults here */
+    .skip 4096
 loader_stack:
     .skip 0x20000
 loader_stack_top:
@@ -100,6 +119,23 @@ pvh_start32:
     addl $0x200000, %eax
     addl $8, %edi
     loop 2b
+
+    movl $loader_stack_guard, %eax  /* boot_pt maps the guard's 2 MiB in 4 KiB pages... */
+    andl $0xffe00000, %eax
+    orl $3, %eax
+    movl $boot_pt, %edi
+    movl $512, %ecx
+5:  movl %eax, (%edi)
+    addl $0x1000, %eax
+    addl $8, %edi
+    loop 5b
+    movl $loader_stack_guard, %eax  /* ...but the guard page */
+    shrl $12, %eax
+    andl $511, %eax
+    movl $0, boot_pt(,%eax,8)
+    movl $loader_stack_guard, %eax
+    shrl $21, %eax
+    movl $boot_pt + 3, boot_pd(,%eax,8)
 
     movl %cr4, %eax
     orl $0x20, %eax             /* CR4.PAE */
@@ -138,8 +174,10 @@ unsafe extern "C" {
     static mut boot_pml4: [u64; 512];
     /// The four page directories of that identity map (2 MiB pages).
     static mut boot_pd: [u64; 2048];
-    /// The GDT.
-    static boot_gdt: [u64; 7];
+    /// The GDT: the protocol's descriptors, then the BSP's TSS descriptor.
+    static mut boot_gdt: [u64; LOADER_GDT_QUADS];
+    /// The page under the loader's stack, left unmapped.
+    static loader_stack_guard: u8;
     /// First byte of the loader image (linker script).
     static __loader_start: u8;
     /// One past the last byte of the loader image, page aligned (linker script).
@@ -159,12 +197,49 @@ pub fn boot_cr3() -> u64 {
     &raw const boot_pml4 as u64
 }
 
-/// Physical address and limit of the GDT.
+/// Physical address and limit of the protocol GDT (what the kernel and the APs receive).
 pub fn gdt() -> (u64, u16) {
     (
         &raw const boot_gdt as u64,
-        (core::mem::size_of::<[u64; 7]>() - 1) as u16,
+        (core::mem::size_of::<[u64; PROTOCOL_GDT_ENTRIES]>() - 1) as u16,
     )
+}
+
+/// The guard page under the loader's stack (identity address, unmapped).
+pub fn stack_guard() -> u64 {
+    &raw const loader_stack_guard as u64
+}
+
+/// A GDTR image for `lgdt`. `#[repr(C, packed)]`: read by the CPU (limit u16, base u64).
+#[repr(C, packed)]
+struct Gdtr {
+    limit: u16,
+    base: u64,
+}
+
+/// Writes the TSS descriptor for `tss`, loads the loader's GDT with it and loads the task
+/// register, on this CPU.
+///
+/// # Safety
+/// Call once, on the BSP, before any AP runs, on the identity map; `tss` must be the identity
+/// address of a valid 64-bit TSS that stays in place while the loader runs.
+pub unsafe fn load_tss(tss: u64) {
+    let gdt = &raw mut boot_gdt;
+    let gdtr = Gdtr {
+        limit: (core::mem::size_of::<[u64; LOADER_GDT_QUADS]>() - 1) as u16,
+        base: gdt as u64,
+    };
+    // SAFETY: (1) only the BSP runs, so nothing else touches the GDT's TSS slot, which no
+    // loaded selector uses yet; (2) the new GDTR only extends the loaded table, so CS and the
+    // data segments stay valid; (3) the descriptor describes the caller's valid TSS, not yet
+    // busy, so LTR accepts it.
+    unsafe {
+        let [low, high] = tss_descriptor(tss);
+        (*gdt)[PROTOCOL_GDT_ENTRIES] = low;
+        (*gdt)[PROTOCOL_GDT_ENTRIES + 1] = high;
+        core::arch::asm!("lgdt [{}]", in(reg) &raw const gdtr, options(readonly, nostack, preserves_flags));
+        core::arch::asm!("ltr {:x}", in(reg) TSS_SELECTOR, options(nomem, nostack, preserves_flags));
+    }
 }
 
 /// Makes the 2 MiB identity page holding `phys` uncacheable (PCD | PWT), for MMIO.

@@ -6,7 +6,9 @@
 //! (an HHDM address) with a return address of 0 pushed, every other general register zero,
 //! PAT in the protocol layout, `EFER.NXE` set when available, `CR0.WP` set. The IDT is empty
 //! (limit 0), as on the APs: the kernel relies on no bootloader IDT (it loads its own first
-//! thing), and nothing it receives points into the loader's.
+//! thing), and nothing it receives points into the loader's. The task register still holds the
+//! loader's TSS (selector 0x38, past the limit of the GDT the kernel receives): the protocol
+//! leaves TR undefined, and a kernel loads its own before it could use one.
 //!
 //! # Implementation
 //! The kernel's tables have no identity map, so the last instructions cannot run at the

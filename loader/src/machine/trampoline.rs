@@ -12,11 +12,14 @@
 //! the protocol's PAT, enables x2APIC if the BSP did, sets `CR4.PAE`, `EFER.LME` (and `NXE`),
 //! loads the loader's CR3 (identity map + the kernel's upper half), enables paging with
 //! `CR0.WP` and far-jumps to 64-bit code. From there it jumps to the HHDM alias of the parking
-//! code, reloads the GDTR with the GDT's HHDM address, switches to the kernel's CR3 (identical
-//! to the BSP's at hand-off), takes its `limine_mp_info` address, reports in (`booted` = 1) and
-//! spins with `pause` until `goto_address` is non-zero. Then, as the protocol says, it jumps
-//! there with `rdi` = its info (HHDM address), `rsp` = its own stack (`reserved` field) with a
-//! zero return address pushed, and every other general register zero.
+//! code, takes its `limine_mp_info` address and moves to its own stack (`reserved` field), loads
+//! the loader's AP IDT through its HHDM address ([`super::idt`]: an exception from here on is
+//! reported, naming the AP), reloads the GDTR with the GDT's HHDM address, switches to the
+//! kernel's CR3 (identical to the BSP's at hand-off), reports in (`booted` = 1) and spins with
+//! `pause` until `goto_address` is non-zero. Then, as the protocol says, it loads an empty IDT
+//! and jumps there with `rdi` = its info (HHDM address), `rsp` = its own stack with a zero
+//! return address pushed, and every other general register zero. With the `loader.fault=
+//! ap-page` hook it reads an address the kernel's tables leave unmapped before reporting in.
 //!
 //! # Implementation
 //! The code is position independent: real-mode and 32-bit code address the data page relative
@@ -24,6 +27,7 @@
 //! alias. The data page layout ([`off`]) is shared with the assembly through `const` operands.
 
 use super::entry::{self, KERNEL_CS, KERNEL_DS};
+use super::idt;
 use core::arch::global_asm;
 use loader::Error;
 use loader::hhdm::HHDM_OFFSET;
@@ -38,7 +42,7 @@ const DATA: u64 = PAGE_SIZE;
 mod off {
     /// GDTR for 16/32-bit mode: limit u16, base u32 (physical).
     pub const GDTR32: u64 = 0x00;
-    /// An empty IDTR (limit 0): any exception before the kernel's IDT shuts the AP down.
+    /// An empty IDTR (limit 0): an exception in real or protected mode shuts the AP down.
     pub const IDTR: u64 = 0x08;
     /// GDTR for 64-bit mode: limit u16, base u64 (HHDM address).
     pub const GDTR64: u64 = 0x10;
@@ -58,12 +62,16 @@ mod off {
     pub const HHDM: u64 = 0x48;
     /// HHDM address of this AP's `limine_mp_info`, u64.
     pub const INFO: u64 = 0x50;
+    /// IDTR for 64-bit mode: limit u16, base u64 (HHDM address of the loader's AP IDT).
+    pub const IDTR64: u64 = 0x58;
 }
 
 /// Data flag: enable x2APIC.
 const FLAG_X2APIC: u32 = 1;
 /// Data flag: set `EFER.NXE`.
 const FLAG_NX: u32 = 2;
+/// Data flag: fault on the kernel's tables before parking (`loader.fault=ap-page`).
+const FLAG_FAULT: u32 = 4;
 
 global_asm!(
     r#"
@@ -135,19 +143,28 @@ ap_trampoline_start:
     leaq (6f - ap_trampoline_start)(%rbx), %rax
     jmpq *%rax
 
-6:  lgdtq {d}+{gdtr64}(%rbx)
+6:  movq {d}+{info}(%rbx), %rdi
+    movq {stack}(%rdi), %rsp    /* its own stack, so an exception has one */
+    lidtq {d}+{idtr64}(%rbx)    /* the loader's AP IDT, through the HHDM */
+    lgdtq {d}+{gdtr64}(%rbx)
     movq {d}+{kernel_cr3}(%rbx), %rax
     movq %rax, %cr3
-    movq {d}+{info}(%rbx), %rdi
-    movl $1, %eax
+    testl ${fault}, {d}+{flags}(%rbx)
+    jz 7f
+    movabsq ${fault_address}, %rax
+    movq (%rax), %rax           /* loader.fault=ap-page: unmapped in the kernel's tables */
+7:  movl $1, %eax
     xchgl %eax, {d}+{booted}(%rbx)
-7:  movq {goto}(%rdi), %rax
+8:  movq {goto}(%rdi), %rax
     testq %rax, %rax
-    jnz 8f
+    jnz 9f
     pause
-    jmp 7b
-8:  movq {stack}(%rdi), %rsp
+    jmp 8b
+9:  movq {stack}(%rdi), %rsp
     pushq $0
+    pushq $0
+    lidtq (%rsp)                /* an empty IDT (limit 0), as the BSP enters the kernel */
+    popq %rcx
     pushq %rax
     xorl %eax, %eax
     xorl %ebx, %ebx
@@ -176,6 +193,9 @@ ap_trampoline_end:
     booted = const off::BOOTED,
     boot_cr3 = const off::BOOT_CR3,
     kernel_cr3 = const off::KERNEL_CR3,
+    idtr64 = const off::IDTR64,
+    fault = const FLAG_FAULT,
+    fault_address = const loader::exception::FAULT_ADDRESS,
     hhdm = const off::HHDM,
     info = const off::INFO,
     cs32 = const 0x18,
@@ -205,6 +225,8 @@ pub struct TrampolineConfig {
     pub has_nx: bool,
     /// Whether to enable x2APIC.
     pub is_x2apic: bool,
+    /// Whether every AP faults just before it parks (the `loader.fault=ap-page` test hook).
+    pub is_faulting: bool,
 }
 
 /// The installed trampoline.
@@ -235,7 +257,12 @@ impl Trampoline {
             .copy_from_slice(&limit.to_le_bytes());
         mem.write_u64(data + off::GDTR64 + 2, entry::hhdm_alias(gdt))?;
         let flags = if config.is_x2apic { FLAG_X2APIC } else { 0 }
-            | if config.has_nx { FLAG_NX } else { 0 };
+            | if config.has_nx { FLAG_NX } else { 0 }
+            | if config.is_faulting { FLAG_FAULT } else { 0 };
+        let (idt_limit, idt) = idt::ap_idtr();
+        mem.bytes_mut(data + off::IDTR64, 2)?
+            .copy_from_slice(&idt_limit.to_le_bytes());
+        mem.write_u64(data + off::IDTR64 + 2, idt)?;
         mem.write_u32(data + off::FLAGS, flags)?;
         mem.write_u32(data + off::BOOT_CR3, entry::boot_cr3() as u32)?;
         mem.write_u64(data + off::KERNEL_CR3, config.kernel_cr3)?;
