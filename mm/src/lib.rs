@@ -151,6 +151,7 @@ mod raw;
 mod reclaim;
 mod stats;
 mod sync;
+mod topology;
 
 #[cfg(all(test, not(loom)))]
 mod fastpath_tests;
@@ -167,6 +168,10 @@ pub use frame::{FRAME_SIZE, Frame, PhysRange, first_overlap};
 pub use magazine::MAGAZINE_SIZE;
 pub use raw::CpuGuard;
 pub use stats::{AddReport, CpuStats, LockStats, Mode, Stats};
+pub use topology::{
+    CpuAffinity, Distances, MAX_AFFINITY_RANGES, MAX_NODES, MemoryAffinity, NodeLayout,
+    TopologyError,
+};
 
 /// The generic layers, exposed for loom models, which need a bitmap small enough to explore.
 #[cfg(loom)]
