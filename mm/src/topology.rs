@@ -25,12 +25,13 @@ use crate::frame::{Frame, PhysRange};
 /// Nodes a layout can describe: 8. Each node costs the allocator one `BitAlloc16M` (about
 /// 2.2 MB in the `static`) and one depot; 8 covers every two- and four-socket machine, even
 /// with sub-NUMA clustering (two nodes per socket), while keeping the `static` allocator near
-/// 20 MB. A machine with more domains is refused and runs as one node.
-pub const MAX_NODES: usize = 8;
+/// 20 MB. A machine with more domains is refused and runs as one node. Loom builds use 2, so
+/// a model's allocator fits a model thread's stack.
+pub const MAX_NODES: usize = if cfg!(loom) { 2 } else { 8 };
 
 /// Memory affinity records a layout can hold: 64, several per node (firmware splits a node's
-/// memory around holes such as the PCI window below 4 GiB).
-pub const MAX_AFFINITY_RANGES: usize = 64;
+/// memory around holes such as the PCI window below 4 GiB). Loom builds use 4.
+pub const MAX_AFFINITY_RANGES: usize = if cfg!(loom) { 4 } else { 64 };
 
 /// An enabled SRAT-like memory affinity record (physical byte range -> proximity domain).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,16 +197,23 @@ pub struct NodeLayout {
 }
 
 impl NodeLayout {
-    /// One node (domain 0) owning all memory: the allocator's behaviour without a layout.
-    pub const fn single() -> Self {
-        let mut layout = Self {
-            node_count: 1,
+    /// All zero bytes: no node at all. The allocator's `static` holds this until a layout is
+    /// set, and reads it as [`NodeLayout::single`].
+    pub(crate) const fn zeroed() -> Self {
+        Self {
+            node_count: 0,
             domains: [0; MAX_NODES],
-            distance: [[REMOTE; MAX_NODES]; MAX_NODES],
+            distance: [[0; MAX_NODES]; MAX_NODES],
             fallback: [[0; MAX_NODES]; MAX_NODES],
             spans: [(0, 0, 0); MAX_AFFINITY_RANGES],
             span_count: 0,
-        };
+        }
+    }
+
+    /// One node (domain 0) owning all memory: the allocator's behaviour without a layout.
+    pub const fn single() -> Self {
+        let mut layout = Self::zeroed();
+        layout.node_count = 1;
         layout.distance[0][0] = LOCAL;
         layout
     }
@@ -373,7 +381,7 @@ impl NodeLayout {
                 *slot = i as u8;
             }
             let distance = &self.distance[from];
-            order.sort_by_key(|&to| (to as usize != from, distance[to as usize], to));
+            order.sort_unstable_by_key(|&to| (to as usize != from, distance[to as usize], to));
         }
     }
 
@@ -409,6 +417,22 @@ impl NodeLayout {
         match spans.get(i) {
             Some(&(start, _, node)) if start <= address => node as usize,
             _ => 0,
+        }
+    }
+
+    /// Where frame number `frame` lies: `(node, end, inside)`, where `frame..end` (cut at
+    /// `limit`) lies in one span of `node` (`inside`) or in no span (`!inside`, node 0).
+    /// A frame belongs to the span holding its first byte.
+    pub(crate) fn piece_at(&self, frame: u64, limit: u64) -> (usize, u64, bool) {
+        let to_frame = |byte: u64| byte.div_ceil(crate::frame::FRAME_SIZE);
+        let spans = &self.spans[..self.span_count];
+        let i = spans.partition_point(|&(_, end, _)| to_frame(end) <= frame);
+        match spans.get(i) {
+            Some(&(start, end, node)) if to_frame(start) <= frame => {
+                (node as usize, to_frame(end).min(limit), true)
+            }
+            Some(&(start, _, _)) => (0, to_frame(start).min(limit), false),
+            None => (0, limit, false),
         }
     }
 
