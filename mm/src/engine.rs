@@ -55,7 +55,9 @@ pub struct Engine<B, C> {
     pub(crate) caches: CacheTable,
     /// Counters of operations made before caches were attached (shared, updated atomically).
     pub(crate) early: CpuCounters,
-    /// [`Mode`] as a `u8` (0 = magazine, so all-zero bytes mean magazine mode).
+    /// Flags the free fast path tests with one load: [`BASELINE`] (baseline [`Mode`]) and
+    /// [`MULTI_NODE`] (a layout with several nodes is set). 0 = magazine mode with one node,
+    /// so all-zero bytes mean that, and a free in it tests one byte once.
     pub(crate) mode: AtomicU8,
     /// Number of reclaims in progress; while non-zero no frame moves into a cache.
     pub(crate) reclaiming: AtomicUsize,
@@ -74,8 +76,10 @@ pub(crate) enum Route<'a> {
     Cpu(&'a CpuCache),
 }
 
-const MAGAZINE_MODE: u8 = 0;
-const BASELINE_MODE: u8 = 1;
+/// Bit of `Engine::mode`: baseline mode.
+pub(crate) const BASELINE: u8 = 1;
+/// Bit of `Engine::mode`: several nodes, so frees check the frame's home node.
+pub(crate) const MULTI_NODE: u8 = 2;
 
 impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     const_unless_loom! {
@@ -90,7 +94,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
                 numa: Numa::new(),
                 caches: CacheTable::new(),
                 early: CpuCounters::new(),
-                mode: AtomicU8::new(MAGAZINE_MODE),
+                mode: AtomicU8::new(0),
                 reclaiming: AtomicUsize::new(0),
                 clock: Clock::new(),
                 check: C::NEW,
@@ -203,7 +207,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// Whether operations go to the global layer directly.
     #[inline]
     pub(crate) fn is_baseline(&self) -> bool {
-        self.mode.load(Relaxed) == BASELINE_MODE
+        self.mode.load(Relaxed) & BASELINE != 0
     }
 
     /// Whether frames may move into a cache now: not in baseline mode, no reclaim running.
@@ -215,11 +219,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// Switches mode; switching to baseline drains every cache and the depot, and no frame
     /// enters a cache again until magazine mode returns.
     pub fn set_mode(&self, mode: Mode) {
-        let raw = match mode {
-            Mode::Magazine => MAGAZINE_MODE,
-            Mode::Baseline => BASELINE_MODE,
+        match mode {
+            Mode::Magazine => self.mode.fetch_and(!BASELINE, Relaxed),
+            Mode::Baseline => self.mode.fetch_or(BASELINE, Relaxed),
         };
-        self.mode.store(raw, Relaxed);
         if mode == Mode::Baseline {
             self.drain_all();
         }

@@ -21,7 +21,9 @@ use bitmap_allocator::BitAlloc;
 
 use crate::cache::{CpuCache, Magazines};
 use crate::checked::FrameCheck;
-use crate::engine::{Engine, Route};
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::engine::{BASELINE, Engine, Route};
 use crate::error::{AllocError, FreeError, FreeErrorKind};
 use crate::frame::Frame;
 use crate::magazine::Magazine;
@@ -191,16 +193,12 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     #[inline(always)]
     fn free_cached(&self, cache: &CpuCache, frame: Frame) -> Result<(), FreeErrorKind> {
         let mut magazines = cache.lock();
-        // A switch to baseline drains caches under this lock: recheck, or the frame would be
-        // stranded in a cache nobody refills from.
-        if self.is_baseline() {
-            drop(magazines);
-            return self.free_direct(Route::Cpu(cache), frame);
-        }
-        // With several nodes, a frame of another node goes home, not into our magazines.
-        if self.numa.is_multi() && self.numa.home(frame) != cache.node() {
-            self.free_remote(cache, magazines, frame);
-            return Ok(());
+        // One load tests both exceptions: baseline mode (a switch to it drains caches under
+        // this lock, so recheck here, or the frame would be stranded in a cache nobody
+        // refills from) and several nodes (the frame may belong to another node).
+        let flags = self.mode.load(Relaxed);
+        if flags != 0 {
+            return self.free_flagged(cache, magazines, frame, flags);
         }
         // Hit: room in the loaded magazine.
         if magazines.loaded.push(frame).is_ok() {
@@ -208,6 +206,31 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             return Ok(());
         }
         self.free_slow(cache, magazines, frame);
+        Ok(())
+    }
+
+    /// A free in baseline mode, or with several nodes.
+    #[cold]
+    #[inline(never)]
+    fn free_flagged(
+        &self,
+        cache: &CpuCache,
+        mut magazines: SpinGuard<'_, Magazines>,
+        frame: Frame,
+        flags: u8,
+    ) -> Result<(), FreeErrorKind> {
+        if flags & BASELINE != 0 {
+            drop(magazines);
+            return self.free_direct(Route::Cpu(cache), frame);
+        }
+        // A frame of another node goes home, not into this CPU's magazines.
+        if self.numa.home(frame) != cache.node() {
+            self.free_remote(cache, magazines, frame);
+        } else if magazines.loaded.push(frame).is_ok() {
+            cache.counters().bump(Counter::Frees);
+        } else {
+            self.free_slow(cache, magazines, frame);
+        }
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use bitmap_allocator::BitAlloc;
 
 use crate::checked::FrameCheck;
 use crate::depot::Resize;
-use crate::engine::{Engine, Route};
+use crate::engine::{Engine, MULTI_NODE, Route};
 use crate::error::{LayoutError, MagazineSizeError};
 use crate::frame::FRAME_SIZE;
 use crate::magazine::{MAX_MAGAZINE_SIZE, MIN_MAGAZINE_SIZE};
@@ -62,6 +62,9 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         drop(home);
         self.numa.outside.store(outside, Relaxed);
         self.numa.install(layout);
+        if self.numa.is_multi() {
+            self.mode.fetch_or(MULTI_NODE, Relaxed);
+        }
         Ok(())
     }
 
