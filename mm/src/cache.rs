@@ -18,23 +18,48 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::magazine::Magazine;
+use crate::magazine::{DEFAULT_MAGAZINE_SIZE, Magazine, Stack};
 use crate::stats::{CpuCounters, CpuStats};
 use crate::sync::{SpinGuard, SpinLock, const_unless_loom};
+use crate::topology::MAX_NODES;
 
-/// The two magazines of a CPU. The previous magazine is always either full or empty: it only
-/// ever receives the loaded magazine when that one has just run full or empty.
+/// Frames a CPU batches per foreign node before it hands them to that node: 32 (the
+/// starting magazine size: one lock of the home node per 32 remote frees, as a local
+/// magazine exchange costs). Loom builds use 2.
+pub const REMOTE_BATCH: usize = if cfg!(loom) { 2 } else { 32 };
+
+/// Frames of one foreign node held by a CPU: freed here and waiting to go home, or taken
+/// from that node in a batch while this CPU's own node is empty.
+pub(crate) type RemoteBatch = Stack<REMOTE_BATCH>;
+
+/// The magazines of a CPU. The previous magazine is always either full or empty: it only
+/// ever receives the loaded magazine when that one has just run full or empty. `loaded` and
+/// `previous` hold frames of the CPU's own node only; `remote[n]` holds frames of node `n`
+/// (`remote[own node]` stays empty).
 pub(crate) struct Magazines {
     /// The magazine allocs pop from and frees push onto.
     pub(crate) loaded: Magazine,
     /// The one swapped in when `loaded` runs empty (if this is full) or full (if empty).
     pub(crate) previous: Magazine,
+    /// Per foreign node, frames of that node.
+    pub(crate) remote: [RemoteBatch; MAX_NODES],
 }
 
 impl Magazines {
-    /// Frames held by both magazines.
+    /// Frames held by the two magazines and the remote batches.
     pub(crate) fn frames(&self) -> u64 {
-        (self.loaded.len() + self.previous.len()) as u64
+        let remote: usize = self.remote.iter().map(RemoteBatch::len).sum();
+        (self.loaded.len() + self.previous.len() + remote) as u64
+    }
+
+    /// Frames of node `node` held, for a cache on node `home`.
+    pub(crate) fn frames_of(&self, home: usize, node: usize) -> u64 {
+        let own = if node == home {
+            self.loaded.len() + self.previous.len()
+        } else {
+            0
+        };
+        (own + self.remote[node].len()) as u64
     }
 
     /// Exchanges the loaded and the previous magazine.
@@ -46,6 +71,8 @@ impl Magazines {
 struct CacheState {
     magazines: SpinLock<Magazines>,
     counters: CpuCounters,
+    /// The CPU's node: its magazines hold only this node's frames.
+    node: usize,
 }
 
 /// One CPU's magazine cache; embed one per CPU (the kernel puts it in its per-CPU area).
@@ -55,18 +82,36 @@ pub struct CpuCache {
 
 impl CpuCache {
     const_unless_loom! {
-        /// An empty cache with zeroed counters.
+        /// An empty cache of a CPU on node 0, with zeroed counters.
         pub fn new() -> Self {
+            Self::on_node(0)
+        }
+    }
+
+    const_unless_loom! {
+        /// An empty cache of a CPU on node `node` (from
+        /// [`NodeLayout::from_affinity`](crate::NodeLayout::from_affinity)'s `cpu_nodes`).
+        /// Nodes at or past [`MAX_NODES`] count as node 0.
+        pub fn on_node(node: usize) -> Self {
+            let node = if node < MAX_NODES { node } else { 0 };
             Self {
                 state: CachePadded::new(CacheState {
                     magazines: SpinLock::new(Magazines {
-                        loaded: Magazine::new(),
-                        previous: Magazine::new(),
+                        loaded: Magazine::with_cap(DEFAULT_MAGAZINE_SIZE),
+                        previous: Magazine::with_cap(DEFAULT_MAGAZINE_SIZE),
+                        remote: [RemoteBatch::new(); MAX_NODES],
                     }),
                     counters: CpuCounters::new(),
+                    node,
                 }),
             }
         }
+    }
+
+    /// The CPU's node.
+    #[inline]
+    pub fn node(&self) -> usize {
+        self.state.node
     }
 
     /// Takes the cache lock: uncontended for the owner, contended only by a drain.

@@ -1,10 +1,11 @@
 //! The layered allocator, generic over its bitmap and its free validation.
 //!
-//! [`Engine`] ties the layers together: per-CPU [`CpuCache`]s over the [`Depot`] over the
-//! [`Global`] bitmap. [`crate::FrameAllocator`] is `Engine<BitAlloc16M, _>` with the checked
-//! in-use map or the bounds check; loom models instantiate it with a small bitmap. This file
-//! holds its state, setup, modes and statistics; [`crate::fastpath`] the single-frame paths;
-//! [`crate::reclaim`] drains, exhaustion and contiguous runs.
+//! [`Engine`] ties the layers together: per-CPU [`CpuCache`]s over one [`Depot`] and one
+//! [`Global`] bitmap per node. [`crate::FrameAllocator`] is `Engine<BitAlloc16M, _>` with the
+//! checked in-use map or the bounds check; loom models instantiate it with a small bitmap.
+//! This file holds its state, setup, modes and statistics; [`crate::fastpath`] the
+//! single-frame paths; [`crate::reclaim`] drains, exhaustion and contiguous runs;
+//! [`crate::nodes`] the node layout and magazine sizes.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
@@ -18,21 +19,45 @@ use crate::error::AttachError;
 use crate::frame::PhysRange;
 use crate::global::Global;
 use crate::lock::TimedLock;
+use crate::numa::Numa;
 use crate::raw::{CacheTable, Clock};
-use crate::stats::{AddReport, Counter, CpuCounters, CpuStats, Mode, Stats};
+use crate::stats::{AddReport, Counter, CpuCounters, CpuStats, LockStats, Mode, Stats};
 use crate::sync::{AtomicU8, AtomicUsize, const_unless_loom};
+use crate::topology::MAX_NODES;
 
-/// The per-CPU caches, the depot and the global bitmap, with their counters.
-pub struct Engine<B, C> {
-    /// The bottom layer. Lock order: cache -> depot -> global.
+/// One node's shared layers: its bitmap and its depot.
+pub(crate) struct Node<B> {
+    /// The bottom layer: this node's frames. Lock order: cache -> depot -> global.
     pub(crate) global: TimedLock<Global<B>>,
-    /// Full magazines shared by all CPUs.
+    /// Full magazines of this node's frames, shared by its CPUs.
     pub(crate) depot: Depot,
+}
+
+impl<B: BitAlloc> Node<B> {
+    const_unless_loom! {
+        /// A node managing nothing.
+        pub(crate) fn new() -> Self {
+            Self {
+                global: TimedLock::new(Global::new()),
+                depot: Depot::new(),
+            }
+        }
+    }
+}
+
+/// The per-CPU caches and each node's depot and global bitmap, with their counters.
+pub struct Engine<B, C> {
+    /// Per node, its bitmap and depot; node 0 owns everything without a layout.
+    pub(crate) nodes: [Node<B>; MAX_NODES],
+    /// The node table as the hot paths read it.
+    pub(crate) numa: Numa,
     /// The per-CPU caches, index = CPU number; unset until `attach_caches`.
     pub(crate) caches: CacheTable,
     /// Counters of operations made before caches were attached (shared, updated atomically).
     pub(crate) early: CpuCounters,
-    /// [`Mode`] as a `u8` (0 = magazine, so all-zero bytes mean magazine mode).
+    /// Flags the free fast path tests with one load: [`BASELINE`] (baseline [`Mode`]) and
+    /// [`MULTI_NODE`] (a layout with several nodes is set). 0 = magazine mode with one node,
+    /// so all-zero bytes mean that, and a free in it tests one byte once.
     pub(crate) mode: AtomicU8,
     /// Number of reclaims in progress; while non-zero no frame moves into a cache.
     pub(crate) reclaiming: AtomicUsize,
@@ -51,8 +76,10 @@ pub(crate) enum Route<'a> {
     Cpu(&'a CpuCache),
 }
 
-const MAGAZINE_MODE: u8 = 0;
-const BASELINE_MODE: u8 = 1;
+/// Bit of `Engine::mode`: baseline mode.
+pub(crate) const BASELINE: u8 = 1;
+/// Bit of `Engine::mode`: several nodes, so frees check the frame's home node.
+pub(crate) const MULTI_NODE: u8 = 2;
 
 impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     const_unless_loom! {
@@ -60,11 +87,14 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         /// All-zero bytes are this same value.
         pub fn new() -> Self {
             Self {
-                global: TimedLock::new(Global::new()),
-                depot: Depot::new(),
+                #[cfg(not(loom))]
+                nodes: [const { Node::new() }; MAX_NODES],
+                #[cfg(loom)]
+                nodes: core::array::from_fn(|_| Node::new()),
+                numa: Numa::new(),
                 caches: CacheTable::new(),
                 early: CpuCounters::new(),
-                mode: AtomicU8::new(MAGAZINE_MODE),
+                mode: AtomicU8::new(0),
                 reclaiming: AtomicUsize::new(0),
                 clock: Clock::new(),
                 check: C::NEW,
@@ -79,10 +109,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         if bitmap < C::REACH { bitmap } else { C::REACH }
     };
 
-    /// Adds usable memory; see [`crate::FrameAllocator::add_ranges`].
+    /// Adds usable memory; see [`crate::FrameAllocator::add_ranges`]. With a layout, each
+    /// range is cut at node boundaries and each piece goes to its home node's bitmap.
     pub fn add_ranges(&self, ranges: &[PhysRange]) -> AddReport {
         let mut report = AddReport::default();
-        let mut global = self.global.lock(&self.clock);
         for range in ranges {
             report.unaligned_bytes += range.unaligned_bytes();
             let frames = range.frames();
@@ -90,10 +120,40 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
                 report.empty_ranges += 1;
                 continue;
             }
-            global.add(frames, Self::REACH, &mut report);
+            if !self.numa.is_set() {
+                self.nodes[0]
+                    .global
+                    .lock(&self.clock)
+                    .add(frames, Self::REACH, &mut report);
+                continue;
+            }
+            let layout = self.numa.layout();
+            let mut at = frames.start;
+            while at < frames.end {
+                let (node, end, inside) = layout.piece_at(at, frames.end);
+                let global = &self.nodes[node].global;
+                global
+                    .lock(&self.clock)
+                    .add(at..end, Self::REACH, &mut report);
+                if !inside {
+                    report.outside_nodes += end.min(Self::REACH).saturating_sub(at.max(1));
+                }
+                at = end;
+            }
         }
-        self.check.note_managed_end(global.end());
+        self.check.note_managed_end(self.managed_end());
         report
+    }
+
+    /// One past the highest frame any node manages.
+    pub(crate) fn managed_end(&self) -> u64 {
+        let ends = self.nodes.iter().map(|n| n.global.lock_quietly().end());
+        ends.max().unwrap_or(0)
+    }
+
+    /// The nodes in use (node 0 alone without a layout).
+    pub(crate) fn used_nodes(&self) -> &[Node<B>] {
+        &self.nodes[..self.numa.node_count()]
     }
 
     /// Sets the clock that times the global and depot locks.
@@ -111,6 +171,11 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         }
         if let Some((first, second)) = first_duplicate(caches) {
             return Err(AttachError::Duplicate { first, second });
+        }
+        let nodes = self.numa.node_count();
+        if let Some(cpu) = caches.iter().position(|c| c.node() >= nodes) {
+            let node = caches[cpu].node();
+            return Err(AttachError::UnknownNode { cpu, node, nodes });
         }
         if self.caches.install(caches) {
             Ok(())
@@ -142,7 +207,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// Whether operations go to the global layer directly.
     #[inline]
     pub(crate) fn is_baseline(&self) -> bool {
-        self.mode.load(Relaxed) == BASELINE_MODE
+        self.mode.load(Relaxed) & BASELINE != 0
     }
 
     /// Whether frames may move into a cache now: not in baseline mode, no reclaim running.
@@ -154,11 +219,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// Switches mode; switching to baseline drains every cache and the depot, and no frame
     /// enters a cache again until magazine mode returns.
     pub fn set_mode(&self, mode: Mode) {
-        let raw = match mode {
-            Mode::Magazine => MAGAZINE_MODE,
-            Mode::Baseline => BASELINE_MODE,
+        match mode {
+            Mode::Magazine => self.mode.fetch_and(!BASELINE, Relaxed),
+            Mode::Baseline => self.mode.fetch_or(BASELINE, Relaxed),
         };
-        self.mode.store(raw, Relaxed);
         if mode == Mode::Baseline {
             self.drain_all();
         }
@@ -178,10 +242,15 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         self.caches.get()
     }
 
-    /// Caps the frames the depot may hold; returns the cap in force (whole magazines) after
-    /// spilling any excess to the global layer.
+    /// Caps the frames each node's depot may hold; returns node 0's cap in force (whole
+    /// magazines) after spilling any excess to the global layer.
     pub fn set_depot_cap(&self, max_frames: usize) -> usize {
-        let cap = self.depot.set_cap(&self.clock, max_frames);
+        let mut caps = self
+            .nodes
+            .iter()
+            .map(|n| n.depot.set_cap(&self.clock, max_frames));
+        let cap = caps.next().unwrap_or(0);
+        caps.for_each(drop);
         self.spill_depot(true);
         cap
     }
@@ -196,11 +265,17 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             net_allocated += cache.counters().net_allocated();
             cached += cache.cached_frames();
         }
-        let depot_frames = self.depot.frames();
-        let (managed, free, anomalies) = {
-            let global = self.global.lock_quietly();
-            (global.managed(), global.free_frames(), global.anomalies())
-        };
+        let (mut managed, mut free, mut anomalies, mut depot_frames) = (0, 0, 0, 0);
+        let (mut global_lock, mut depot_lock) = (LockStats::default(), LockStats::default());
+        for node in &self.nodes {
+            depot_frames += node.depot.frames();
+            let global = node.global.lock_quietly();
+            managed += global.managed();
+            free += global.free_frames();
+            anomalies += global.anomalies();
+            global_lock.merge(&node.global.stats());
+            depot_lock.merge(&node.depot.lock_stats());
+        }
         Stats {
             managed,
             free,
@@ -209,10 +284,12 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             depot_frames,
             anomalies,
             cpu,
-            global_lock: self.global.stats(),
-            depot_lock: self.depot.lock_stats(),
+            global_lock,
+            depot_lock,
             mode: self.mode(),
             cpus: self.caches().len(),
+            nodes: self.numa.node_count(),
+            outside_nodes: self.outside_nodes(),
         }
     }
 
@@ -229,8 +306,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         for cache in self.caches() {
             cache.counters().reset();
         }
-        self.global.reset_stats();
-        self.depot.reset_lock_stats();
+        for node in &self.nodes {
+            node.global.reset_stats();
+            node.depot.reset_lock_stats();
+        }
     }
 
     /// Frames the checked in-use map marks allocated (`None` without the `checked` map).

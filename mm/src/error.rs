@@ -111,6 +111,61 @@ pub enum AttachError {
         /// The second CPU number naming it.
         second: usize,
     },
+    /// A cache's node is not a node of the layout in force (see
+    /// [`crate::FrameAllocator::set_layout`], which must come first).
+    UnknownNode {
+        /// The CPU number.
+        cpu: usize,
+        /// Its cache's node.
+        node: usize,
+        /// Nodes in the layout.
+        nodes: usize,
+    },
+}
+
+/// Why `set_layout` refused a node table (the allocator is unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// A layout was set before.
+    AlreadySet,
+    /// Per-CPU caches are attached: frames may sit in magazines of the wrong node.
+    CachesAttached,
+    /// Node `node`'s table of managed spans cannot record its share of memory (more than
+    /// `ranges::MAX_SPANS` pieces).
+    SpanTableFull {
+        /// The node.
+        node: usize,
+    },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadySet => write!(f, "a node layout is already set"),
+            Self::CachesAttached => write!(f, "per-CPU caches are attached already"),
+            Self::SpanTableFull { node } => {
+                write!(f, "node {node}'s table of managed spans is full")
+            }
+        }
+    }
+}
+
+/// A magazine size outside the bounds `set_magazine_size` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MagazineSizeError {
+    /// The size asked for.
+    pub size: usize,
+}
+
+impl fmt::Display for MagazineSizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::magazine::{MAX_MAGAZINE_SIZE, MIN_MAGAZINE_SIZE};
+        write!(
+            f,
+            "magazine size {} is outside {MIN_MAGAZINE_SIZE}..={MAX_MAGAZINE_SIZE}",
+            self.size
+        )
+    }
 }
 
 impl fmt::Display for AttachError {
@@ -121,6 +176,10 @@ impl fmt::Display for AttachError {
             Self::Duplicate { first, second } => {
                 write!(f, "CPUs {first} and {second} were given the same cache")
             }
+            Self::UnknownNode { cpu, node, nodes } => write!(
+                f,
+                "CPU {cpu}'s cache is on node {node}, but the layout has {nodes} node(s)"
+            ),
         }
     }
 }

@@ -6,18 +6,27 @@
 //! mode also one bit of the shared in-use map, with an atomic read-modify-write).
 //!
 //! Slow paths, in Bonwick's order: swap with the previous magazine; else exchange a magazine
-//! with the depot; else refill from (or spill to) the global bitmap, one magazine per global
-//! lock hold; else (allocation only) reclaim every cached frame and retry before failing.
+//! with the node's depot; else refill from (or spill to) the node's bitmap, one magazine per
+//! global lock hold; else (allocation only) take from the other nodes in fallback order,
+//! through a per-CPU batch per node; else reclaim every cached frame of every node and retry
+//! before failing.
+//!
+//! With several nodes a free first looks up the frame's home node (one byte of the granule
+//! table): a frame of another node goes into the CPU's batch for that node, and a full batch
+//! goes home as a magazine into that node's depot, so the CPU's own magazines only ever hold
+//! its own node's frames. With one node that test is one load of a flag that is false.
 #![deny(unsafe_code)]
 
 use bitmap_allocator::BitAlloc;
 
 use crate::cache::{CpuCache, Magazines};
 use crate::checked::FrameCheck;
-use crate::engine::{Engine, Route};
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::engine::{BASELINE, Engine, Route};
 use crate::error::{AllocError, FreeError, FreeErrorKind};
 use crate::frame::Frame;
-use crate::global::Global;
+use crate::magazine::Magazine;
 use crate::raw::CpuGuard;
 use crate::stats::Counter;
 use crate::sync::SpinGuard;
@@ -72,7 +81,8 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         freed.map_err(|kind| self.refuse_free(route, kind, frame, cpu))
     }
 
-    /// Loaded magazine empty: swap, or load a full magazine from the depot or the bitmap.
+    /// Loaded magazine empty: swap, or load a full magazine from the node's depot or bitmap,
+    /// else take from the other nodes.
     #[inline(never)]
     fn alloc_slow(
         &self,
@@ -93,52 +103,102 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             counters.bump(Counter::Allocs);
             return Some(frame);
         }
-        // Nothing in the depot or the bitmap, or caches may not fill now: take one frame
-        // directly, reclaiming every cache first if the bitmap is empty.
+        self.alloc_elsewhere(cache, magazines)
+    }
+
+    /// Fills the empty loaded magazine from the node's depot, else from its bitmap, armed
+    /// with the depot's magazine size; an empty node shrinks its magazines.
+    fn load_magazine(&self, cache: &CpuCache, magazines: &mut Magazines) {
+        let node = &self.nodes[cache.node()];
+        if node.depot.get(&self.clock, &mut magazines.loaded) {
+            cache.counters().bump(Counter::DepotGets);
+            return;
+        }
+        magazines.loaded.arm(node.depot.size());
+        let refilled = node.global.lock(&self.clock).refill(&mut magazines.loaded);
+        if refilled > 0 {
+            cache.counters().bump(Counter::Refills);
+        } else {
+            // Memory is short on this node: both magazines are empty, adopt the new size.
+            let size = self.memory_short(cache.node());
+            magazines.loaded.arm(size);
+            magazines.previous.arm(size);
+        }
+    }
+
+    /// The CPU's node has nothing (or caches may not fill now): take a frame from the
+    /// nearest other node that has one, through the CPU's batch for that node; else one frame
+    /// directly, reclaiming every cache of every node first if all bitmaps are empty.
+    #[cold]
+    fn alloc_elsewhere(
+        &self,
+        cache: &CpuCache,
+        mut magazines: SpinGuard<'_, Magazines>,
+    ) -> Option<Frame> {
+        if self.numa.is_multi() {
+            let may_fill = self.may_fill_caches();
+            for node in self.numa.fallback(cache.node()).skip(1) {
+                let batch = &mut magazines.remote[node];
+                if batch.is_empty() && may_fill {
+                    self.nodes[node].global.lock(&self.clock).refill(batch);
+                }
+                if let Some(frame) = batch.pop() {
+                    cache.counters().bump(Counter::RemoteAllocs);
+                    cache.counters().bump(Counter::Allocs);
+                    return Some(frame);
+                }
+            }
+        }
         drop(magazines);
         self.alloc_global(Route::Cpu(cache))
     }
 
-    /// Fills the empty loaded magazine from the depot, else from the global bitmap.
-    fn load_magazine(&self, cache: &CpuCache, magazines: &mut Magazines) {
-        if self.depot.get(&self.clock, &mut magazines.loaded) {
-            cache.counters().bump(Counter::DepotGets);
-            return;
-        }
-        let refilled = self.global.lock(&self.clock).refill(&mut magazines.loaded);
-        if refilled > 0 {
-            cache.counters().bump(Counter::Refills);
-        }
-    }
-
-    /// Baseline mode or no cache yet: one frame from the global bitmap.
+    /// Baseline mode or no cache yet: one frame from the global bitmaps.
     #[inline(never)]
     fn alloc_direct(&self, route: Route<'_>) -> Option<Frame> {
         self.count(route, Counter::Direct, 1);
         self.alloc_global(route)
     }
 
-    /// One frame from the global bitmap; if it is empty, reclaim every cache and retry.
+    /// One frame from the route's node's bitmap, else the other nodes' in fallback order; if
+    /// every bitmap is empty, reclaim every cache and depot and retry them all.
     fn alloc_global(&self, route: Route<'_>) -> Option<Frame> {
-        let taken = self.global.lock(&self.clock).alloc();
-        let taken = taken.or_else(|| self.reclaim_then(Global::alloc));
-        let counter = if taken.is_some() {
-            Counter::Allocs
-        } else {
-            Counter::AllocFailures
-        };
-        self.count(route, counter, 1);
-        taken
+        let node = Self::route_node(route);
+        let taken = self.take_one(node);
+        let taken = taken.or_else(|| self.reclaim_then(|| self.take_one(node)));
+        match taken {
+            Some((frame, from)) => {
+                if from != node {
+                    self.count(route, Counter::RemoteAllocs, 1);
+                }
+                self.count(route, Counter::Allocs, 1);
+                Some(frame)
+            }
+            None => {
+                self.count(route, Counter::AllocFailures, 1);
+                None
+            }
+        }
+    }
+
+    /// One frame from the first bitmap in `node`'s fallback order that has one, with the
+    /// node it came from. One global lock at a time.
+    fn take_one(&self, node: usize) -> Option<(Frame, usize)> {
+        self.numa.fallback(node).find_map(|from| {
+            let frame = self.nodes[from].global.lock(&self.clock).alloc()?;
+            Some((frame, from))
+        })
     }
 
     #[inline(always)]
     fn free_cached(&self, cache: &CpuCache, frame: Frame) -> Result<(), FreeErrorKind> {
         let mut magazines = cache.lock();
-        // A switch to baseline drains caches under this lock: recheck, or the frame would be
-        // stranded in a cache nobody refills from.
-        if self.is_baseline() {
-            drop(magazines);
-            return self.free_direct(Route::Cpu(cache), frame);
+        // One load tests both exceptions: baseline mode (a switch to it drains caches under
+        // this lock, so recheck here, or the frame would be stranded in a cache nobody
+        // refills from) and several nodes (the frame may belong to another node).
+        let flags = self.mode.load(Relaxed);
+        if flags != 0 {
+            return self.free_flagged(cache, magazines, frame, flags);
         }
         // Hit: room in the loaded magazine.
         if magazines.loaded.push(frame).is_ok() {
@@ -149,34 +209,89 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         Ok(())
     }
 
+    /// A free in baseline mode, or with several nodes.
+    #[cold]
+    #[inline(never)]
+    fn free_flagged(
+        &self,
+        cache: &CpuCache,
+        mut magazines: SpinGuard<'_, Magazines>,
+        frame: Frame,
+        flags: u8,
+    ) -> Result<(), FreeErrorKind> {
+        if flags & BASELINE != 0 {
+            drop(magazines);
+            return self.free_direct(Route::Cpu(cache), frame);
+        }
+        // A frame of another node goes home, not into this CPU's magazines.
+        if self.numa.home(frame) != cache.node() {
+            self.free_remote(cache, magazines, frame);
+        } else if magazines.loaded.push(frame).is_ok() {
+            cache.counters().bump(Counter::Frees);
+        } else {
+            self.free_slow(cache, magazines, frame);
+        }
+        Ok(())
+    }
+
     /// Loaded magazine full: swap, or hand the full previous one to the depot or the bitmap.
     #[inline(never)]
     fn free_slow(&self, cache: &CpuCache, mut magazines: SpinGuard<'_, Magazines>, frame: Frame) {
         let counters = cache.counters();
+        let node = &self.nodes[cache.node()];
         if magazines.previous.is_full() {
             counters.bump(Counter::Misses);
-            if self.depot.put(&self.clock, &mut magazines.previous) {
+            if node.depot.put(&self.clock, &mut magazines.previous) {
                 counters.bump(Counter::DepotPuts);
             } else {
                 // Depot at its cap: the whole magazine goes back under one global hold.
-                self.global.lock(&self.clock).spill(&mut magazines.previous);
+                node.global.lock(&self.clock).spill(&mut magazines.previous);
                 counters.bump(Counter::Spills);
             }
         }
-        // Previous is now empty (or was): it becomes the loaded one.
+        // Previous is now empty (or was): armed with the depot's size, it becomes the loaded
+        // one. So a resized depot reaches every CPU at its next exchange.
+        magazines.previous.arm(node.depot.size());
         magazines.swap();
         if let Err(frame) = magazines.loaded.push(frame) {
             debug_assert!(false, "swapped-in magazine is not full");
             drop(magazines);
-            self.global.lock(&self.clock).spill_one(frame);
+            node.global.lock(&self.clock).spill_one(frame);
         }
         counters.bump(Counter::Frees);
     }
 
-    /// Baseline mode or no cache yet: the frame goes straight back to the global bitmap.
+    /// A frame of another node: into the CPU's batch for its home node; a full batch goes
+    /// home first, as a magazine into the home depot (or its bitmap if the depot is full),
+    /// under one lock.
+    #[inline(never)]
+    fn free_remote(&self, cache: &CpuCache, mut magazines: SpinGuard<'_, Magazines>, frame: Frame) {
+        let counters = cache.counters();
+        let home = self.numa.home(frame);
+        let batch = &mut magazines.remote[home];
+        if batch.is_full() {
+            counters.bump(Counter::Misses);
+            let mut magazine = Magazine::with_cap(batch.len());
+            while let Some(f) = batch.pop() {
+                let pushed = magazine.push(f);
+                debug_assert!(pushed.is_ok(), "magazine sized to the batch");
+            }
+            let node = &self.nodes[home];
+            if !node.depot.put(&self.clock, &mut magazine) {
+                node.global.lock(&self.clock).spill(&mut magazine);
+            }
+        }
+        let pushed = batch.push(frame);
+        debug_assert!(pushed.is_ok(), "batch emptied when full");
+        counters.bump(Counter::RemoteFrees);
+        counters.bump(Counter::Frees);
+    }
+
+    /// Baseline mode or no cache yet: the frame goes straight back to its home bitmap.
     #[inline(never)]
     fn free_direct(&self, route: Route<'_>, frame: Frame) -> Result<(), FreeErrorKind> {
-        let freed = self.global.lock(&self.clock).free(frame);
+        let home = self.numa.home(frame);
+        let freed = self.nodes[home].global.lock(&self.clock).free(frame);
         if freed.is_err() {
             // Undo the release so the refused free changes nothing.
             self.check.claim(frame, 1);
@@ -197,12 +312,16 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         cpu: usize,
     ) -> FreeError {
         let kind = match kind {
-            FreeErrorKind::NotAllocated if !self.global.lock_quietly().is_managed(frame) => {
-                FreeErrorKind::OutsideManaged
-            }
+            FreeErrorKind::NotAllocated if !self.is_managed(frame) => FreeErrorKind::OutsideManaged,
             other => other,
         };
         self.count(route, Counter::FreeErrors, 1);
         FreeError { kind, frame, cpu }
+    }
+
+    /// Whether `frame` is managed (by its home node).
+    fn is_managed(&self, frame: Frame) -> bool {
+        let home = self.numa.home(frame);
+        self.nodes[home].global.lock_quietly().is_managed(frame)
     }
 }

@@ -1,5 +1,6 @@
 //! Unit tests of setup, the single-frame paths, modes, errors and counters.
 
+use std::boxed::Box;
 use std::vec::Vec;
 
 use crate::MAGAZINE_SIZE;
@@ -12,7 +13,7 @@ const M: u64 = MAGAZINE_SIZE as u64;
 
 #[test]
 fn early_operations_go_to_the_global_layer() {
-    let e: Checked = engine(1, 101, 0);
+    let e: Box<Checked> = engine(1, 101, 0);
     let f = e.alloc(&Cpu(7)).unwrap();
     assert_eq!(
         e.stats().free,
@@ -30,7 +31,7 @@ fn early_operations_go_to_the_global_layer() {
 
 #[test]
 fn attach_refuses_empty_duplicate_and_second_slices() {
-    let e: Checked = engine(1, 101, 0);
+    let e: Box<Checked> = engine(1, 101, 0);
     assert_eq!(e.try_attach_caches(&[]), Err(AttachError::Empty));
     let one = caches(2);
     let dup = std::boxed::Box::leak(std::vec![one[0], one[1], one[0]].into_boxed_slice());
@@ -52,7 +53,7 @@ fn attach_refuses_empty_duplicate_and_second_slices() {
 
 #[test]
 fn unknown_cpu_is_an_error_not_a_panic() {
-    let e: Checked = engine(1, 101, 2);
+    let e: Box<Checked> = engine(1, 101, 2);
     assert_eq!(e.alloc(&Cpu(2)), Err(AllocError::UnknownCpu { cpu: 2 }));
     let f = e.alloc(&Cpu(0)).unwrap();
     let err = e.free(&Cpu(9), f).unwrap_err();
@@ -70,7 +71,7 @@ fn unknown_cpu_is_an_error_not_a_panic() {
 
 #[test]
 fn first_alloc_refills_a_magazine_then_hits() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     let a = e.alloc(&Cpu(0)).unwrap();
     let b = e.alloc(&Cpu(0)).unwrap();
     assert_ne!(a, b);
@@ -82,7 +83,7 @@ fn first_alloc_refills_a_magazine_then_hits() {
 
 #[test]
 fn alternating_around_a_magazine_boundary_never_leaves_the_cache() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     let mut held: Vec<Frame> = (0..2 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in held.drain(..MAGAZINE_SIZE) {
         e.free(&Cpu(0), f).unwrap();
@@ -114,7 +115,7 @@ fn alternating_around_a_magazine_boundary_never_leaves_the_cache() {
 
 #[test]
 fn full_magazines_go_to_the_depot_and_feed_other_cpus() {
-    let e: Checked = engine(1, 1001, 2);
+    let e: Box<Checked> = engine(1, 1001, 2);
     let held: Vec<Frame> = (0..4 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in &held {
         e.free(&Cpu(0), *f).unwrap();
@@ -132,7 +133,7 @@ fn full_magazines_go_to_the_depot_and_feed_other_cpus() {
 
 #[test]
 fn depot_cap_makes_cpus_spill_to_the_bitmap() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     assert_eq!(e.set_depot_cap(0), 0);
     let held: Vec<Frame> = (0..5 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in &held {
@@ -147,7 +148,7 @@ fn depot_cap_makes_cpus_spill_to_the_bitmap() {
 
 #[test]
 fn lowering_the_depot_cap_spills_the_excess() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     let held: Vec<Frame> = (0..6 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in &held {
         e.free(&Cpu(0), *f).unwrap();
@@ -160,7 +161,7 @@ fn lowering_the_depot_cap_spills_the_excess() {
 
 #[test]
 fn a_frame_freed_on_another_cpu_joins_that_cpus_cache() {
-    let e: Checked = engine(1, 1001, 2);
+    let e: Box<Checked> = engine(1, 1001, 2);
     let f = e.alloc(&Cpu(0)).unwrap();
     e.free(&Cpu(1), f).unwrap();
     assert_eq!(
@@ -182,7 +183,7 @@ fn assert_refused(e: &Checked, err: FreeError, kind: FreeErrorKind, frame: u64, 
 
 #[test]
 fn checked_mode_catches_double_free_in_a_magazine() {
-    let e: Checked = engine(1, 1001, 2);
+    let e: Box<Checked> = engine(1, 1001, 2);
     let f = e.alloc(&Cpu(0)).unwrap();
     e.free(&Cpu(0), f).unwrap();
     let err = e.free(&Cpu(1), f).unwrap_err();
@@ -193,7 +194,7 @@ fn checked_mode_catches_double_free_in_a_magazine() {
 
 #[test]
 fn checked_mode_catches_never_allocated_and_unmanaged_frames() {
-    let e: Checked = engine(10, 100, 1);
+    let e: Box<Checked> = engine(10, 100, 1);
     e.add_ranges(&[frames(200, 300)]);
     let never = e.free(&Cpu(0), Frame::from_number(50)).unwrap_err();
     assert_refused(&e, never, FreeErrorKind::NotAllocated, 50, 0);
@@ -205,7 +206,7 @@ fn checked_mode_catches_never_allocated_and_unmanaged_frames() {
 
 #[test]
 fn unchecked_mode_bounds_checks_and_baseline_catches_double_free() {
-    let e: Unchecked = engine(10, 100, 1);
+    let e: Box<Unchecked> = engine(10, 100, 1);
     for n in [0, 100, 5000] {
         let err = e.free(&Cpu(0), Frame::from_number(n)).unwrap_err();
         assert_eq!(err.kind, FreeErrorKind::OutsideManaged, "{err}");
@@ -222,7 +223,7 @@ fn unchecked_mode_bounds_checks_and_baseline_catches_double_free() {
 
 #[test]
 fn unchecked_double_free_into_a_magazine_becomes_an_anomaly_not_a_duplicate() {
-    let e: Unchecked = engine(1, 1001, 1);
+    let e: Box<Unchecked> = engine(1, 1001, 1);
     let f = e.alloc(&Cpu(0)).unwrap();
     e.free(&Cpu(0), f).unwrap();
     e.free(&Cpu(0), f).unwrap();
@@ -237,7 +238,7 @@ fn unchecked_double_free_into_a_magazine_becomes_an_anomaly_not_a_duplicate() {
 
 #[test]
 fn baseline_mode_drains_and_bypasses_the_caches() {
-    let e: Checked = engine(1, 1001, 2);
+    let e: Box<Checked> = engine(1, 1001, 2);
     let f = e.alloc(&Cpu(0)).unwrap();
     assert!(e.stats().cached > 0);
     e.set_mode(Mode::Baseline);
@@ -258,7 +259,7 @@ fn baseline_mode_drains_and_bypasses_the_caches() {
 
 #[test]
 fn reset_counters_keeps_the_frame_accounting() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     let held: Vec<Frame> = (0..5).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     e.reset_counters();
     let s = e.stats();
@@ -273,7 +274,7 @@ fn reset_counters_keeps_the_frame_accounting() {
 
 #[test]
 fn add_ranges_reports_what_it_did() {
-    let e: Checked = Checked::new();
+    let e: std::boxed::Box<Checked> = crate::testutil::new_engine();
     let r = e.add_ranges(&[
         crate::frame::PhysRange::new(0, 0x10_800),
         crate::frame::PhysRange::new(0x8000, 0x20_000),

@@ -23,7 +23,7 @@ use bitmap_allocator::BitAlloc;
 
 use crate::error::FreeErrorKind;
 use crate::frame::Frame;
-use crate::magazine::Magazine;
+use crate::magazine::Stack;
 use crate::ranges::ManagedSpans;
 use crate::stats::AddReport;
 
@@ -82,7 +82,7 @@ impl<B: BitAlloc> Global<B> {
     }
 
     /// Fills `magazine` with free frames; returns how many it took (0 when none is free).
-    pub(crate) fn refill(&mut self, magazine: &mut Magazine) -> usize {
+    pub(crate) fn refill<const N: usize>(&mut self, magazine: &mut Stack<N>) -> usize {
         let mut taken = 0;
         while !magazine.is_full() {
             let Some(frame) = self.alloc() else { break };
@@ -125,7 +125,7 @@ impl<B: BitAlloc> Global<B> {
     /// Empties `magazine` into the bitmap under the caller's single lock hold. A frame the
     /// bitmap refuses (only possible after an unchecked double or bad free) is counted as an
     /// anomaly and dropped rather than handed out twice.
-    pub(crate) fn spill(&mut self, magazine: &mut Magazine) {
+    pub(crate) fn spill<const N: usize>(&mut self, magazine: &mut Stack<N>) {
         while let Some(frame) = magazine.pop() {
             self.spill_one(frame);
         }
@@ -162,6 +162,60 @@ impl<B: BitAlloc> Global<B> {
         debug_assert!(freed, "run was checked managed and fully allocated");
         self.free += count;
         Ok(())
+    }
+
+    /// Moves the managed frames of `span` to `to`, free ones free and allocated ones
+    /// allocated (for `set_layout`, which gives every frame its home node). Returns false,
+    /// moving nothing, if this layer's span table cannot record the hole it would leave.
+    pub(crate) fn hand_over(&mut self, span: Range<u64>, to: &mut Global<B>) -> bool {
+        let mut pieces = [(0u64, 0u64); crate::ranges::MAX_SPANS];
+        let count = self.spans.overlaps(span.clone(), &mut pieces);
+        if !self.spans.remove(span) {
+            return false;
+        }
+        for &(start, end) in &pieces[..count] {
+            let moved_free = self.move_free_frames(start..end, to);
+            // `to` receives at most the pieces this layer had: its table has room for them.
+            let outcome = to.spans.add(start..end, |_| {});
+            debug_assert_eq!(outcome.refused, 0);
+            to.managed += end - start;
+            to.free += moved_free;
+            self.managed -= end - start;
+            self.free -= moved_free;
+        }
+        true
+    }
+
+    /// Whether removing every span of `spans` fits this layer's span table.
+    pub(crate) fn can_hand_over(&self, spans: impl Iterator<Item = Range<u64>>) -> bool {
+        let mut trial = self.spans.clone();
+        spans.into_iter().all(|span| trial.remove(span))
+    }
+
+    /// The managed spans, in address order.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.spans.iter()
+    }
+
+    /// Marks the free frames of `span` allocated here and free in `to`; returns how many.
+    fn move_free_frames(&mut self, span: Range<u64>, to: &mut Global<B>) -> u64 {
+        let mut moved = 0;
+        let mut at = span.start;
+        while let Some(first) = self.bitmap.next(at as usize) {
+            let first = first as u64;
+            if first >= span.end {
+                break;
+            }
+            let mut end = first + 1;
+            while end < span.end && self.bitmap.test(end as usize) {
+                end += 1;
+            }
+            self.bitmap.remove(first as usize..end as usize);
+            to.bitmap.insert(first as usize..end as usize);
+            moved += end - first;
+            at = end;
+        }
+        moved
     }
 
     /// Whether frame `frame` is managed.

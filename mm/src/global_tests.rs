@@ -1,6 +1,7 @@
 //! Tests of the global layer, including regression tests for bitmap-allocator 0.4.6.
 
 use super::*;
+use crate::magazine::{MAGAZINE_SIZE, Magazine};
 use bitmap_allocator::{BitAlloc4K, BitAlloc16};
 
 type Small = Global<BitAlloc4K>;
@@ -118,8 +119,8 @@ fn overlapping_adds_never_free_allocated_frames() {
 #[test]
 fn refill_and_spill_move_whole_magazines() {
     let mut g = layer(1..1000);
-    let mut m = Magazine::new();
-    assert_eq!(g.refill(&mut m), crate::magazine::MAGAZINE_SIZE);
+    let mut m = Magazine::with_cap(MAGAZINE_SIZE);
+    assert_eq!(g.refill(&mut m), MAGAZINE_SIZE);
     assert!(m.is_full());
     assert_eq!(g.free_frames(), 999 - m.len() as u64);
     g.spill(&mut m);
@@ -131,9 +132,9 @@ fn refill_and_spill_move_whole_magazines() {
 #[test]
 fn refill_takes_what_is_left_and_spill_drops_anomalies() {
     let mut g = layer(1..3);
-    let mut m = Magazine::new();
+    let mut m = Magazine::with_cap(MAGAZINE_SIZE);
     assert_eq!(g.refill(&mut m), 2);
-    assert_eq!(g.refill(&mut Magazine::new()), 0);
+    assert_eq!(g.refill(&mut Magazine::with_cap(MAGAZINE_SIZE)), 0);
     m.push(m.frames()[0]).unwrap();
     g.spill(&mut m);
     assert_eq!(
@@ -170,4 +171,34 @@ fn a_full_span_table_is_reported_not_silently_dropped() {
     assert_eq!(g.managed(), 128);
     assert!(!g.is_managed(f(3000)));
     assert_eq!(g.free(f(3000)), Err(FreeErrorKind::OutsideManaged));
+}
+
+#[test]
+fn hand_over_moves_free_and_allocated_frames() {
+    let mut from = layer(1..100);
+    let mut to = Small::new();
+    let held: std::vec::Vec<Frame> = (0..30).map(|_| from.alloc().unwrap()).collect();
+    assert!(from.can_hand_over(core::iter::once(20..40)));
+    assert!(from.hand_over(20..40, &mut to));
+    assert_eq!((from.managed(), to.managed()), (79, 20));
+    // Frames 1..31 were allocated: 20..31 moved allocated, 31..40 moved free.
+    assert_eq!((from.free_frames(), to.free_frames()), (60, 9));
+    assert!(!from.is_managed(f(25)) && to.is_managed(f(25)));
+    assert_eq!(from.free(f(25)), Err(FreeErrorKind::OutsideManaged));
+    assert_eq!(to.free(f(25)), Ok(()));
+    assert_eq!(
+        to.free(f(35)),
+        Err(FreeErrorKind::NotAllocated),
+        "moved free"
+    );
+    let mut got = std::vec::Vec::new();
+    while let Some(frame) = to.alloc() {
+        got.push(frame.number());
+    }
+    got.sort();
+    let mut want: std::vec::Vec<u64> = (31..40).collect();
+    want.insert(0, 25);
+    assert_eq!(got, want);
+    assert!(held.iter().all(|f| f.number() < 31));
+    assert_eq!(from.spans().collect::<std::vec::Vec<_>>(), [1..20, 40..100]);
 }

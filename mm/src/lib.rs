@@ -145,12 +145,15 @@ mod frame;
 mod global;
 mod lock;
 mod magazine;
+mod nodes;
+mod numa;
 mod ranges;
 #[allow(unsafe_code)]
 mod raw;
 mod reclaim;
 mod stats;
 mod sync;
+mod topology;
 
 #[cfg(all(test, not(loom)))]
 mod fastpath_tests;
@@ -160,13 +163,19 @@ mod reclaim_tests;
 mod testutil;
 
 pub use allocator::FrameAllocator;
-pub use cache::CpuCache;
+pub use cache::{CpuCache, REMOTE_BATCH};
 pub use depot::DEPOT_SLOTS;
-pub use error::{AllocError, AttachError, FreeError, FreeErrorKind};
+pub use error::{
+    AllocError, AttachError, FreeError, FreeErrorKind, LayoutError, MagazineSizeError,
+};
 pub use frame::{FRAME_SIZE, Frame, PhysRange, first_overlap};
-pub use magazine::MAGAZINE_SIZE;
+pub use magazine::{DEFAULT_MAGAZINE_SIZE, MAGAZINE_SIZE, MAX_MAGAZINE_SIZE, MIN_MAGAZINE_SIZE};
 pub use raw::CpuGuard;
-pub use stats::{AddReport, CpuStats, LockStats, Mode, Stats};
+pub use stats::{AddReport, CpuStats, LockStats, Mode, NodeStats, Stats};
+pub use topology::{
+    CpuAffinity, Distances, MAX_AFFINITY_RANGES, MAX_NODES, MemoryAffinity, NodeLayout,
+    TopologyError,
+};
 
 /// The generic layers, exposed for loom models, which need a bitmap small enough to explore.
 #[cfg(loom)]

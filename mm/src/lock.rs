@@ -34,6 +34,7 @@ pub(crate) struct TimedGuard<'a, T> {
     owner: &'a TimedLock<T>,
     clock: &'a Clock,
     acquired_at: u64,
+    contended: bool,
 }
 
 /// Adds `n` to a counter that only the lock holder writes.
@@ -77,6 +78,7 @@ impl<T> TimedLock<T> {
             owner: self,
             clock,
             acquired_at,
+            contended: waited.is_some(),
         }
     }
 
@@ -107,6 +109,13 @@ impl<T> TimedLock<T> {
         ] {
             counter.store(0, Relaxed);
         }
+    }
+}
+
+impl<T> TimedGuard<'_, T> {
+    /// Whether taking the lock had to wait for another holder.
+    pub(crate) fn was_contended(&self) -> bool {
+        self.contended
     }
 }
 

@@ -15,7 +15,8 @@ use core::ops::Range;
 
 /// Slots in the table: far more than the 16 (BIOS) to 33 (UEFI) usable entries a 512 MiB
 /// Limine memory map holds, even before adjacent spans merge.
-pub(crate) const MAX_SPANS: usize = 128;
+/// Loom builds use 8, so a model's allocator fits a model thread's stack.
+pub(crate) const MAX_SPANS: usize = if cfg!(loom) { 8 } else { 128 };
 
 /// What [`ManagedSpans::add`] did with a span.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,6 +30,7 @@ pub(crate) struct SpanOutcome {
 }
 
 /// Sorted, disjoint, non-adjacent spans of frame numbers.
+#[derive(Clone)]
 pub(crate) struct ManagedSpans {
     spans: [(u64, u64); MAX_SPANS],
     len: usize,
@@ -50,6 +52,11 @@ impl ManagedSpans {
     /// Index of the first span whose end lies beyond `frame`.
     fn first_ending_after(&self, frame: u64) -> usize {
         self.spans().partition_point(|&(_, end)| end <= frame)
+    }
+
+    /// The spans, in address order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.spans().iter().map(|&(start, end)| start..end)
     }
 
     /// Whether frame number `frame` is managed.
@@ -75,6 +82,43 @@ impl ManagedSpans {
     /// One past the highest managed frame (0 when empty).
     pub(crate) fn end(&self) -> u64 {
         self.spans().last().map_or(0, |&(_, end)| end)
+    }
+
+    /// Writes the parts of `span` that are managed into `out`; returns how many.
+    pub(crate) fn overlaps(&self, span: Range<u64>, out: &mut [(u64, u64); MAX_SPANS]) -> usize {
+        let mut count = 0;
+        for &(start, end) in &self.spans()[self.first_ending_after(span.start)..] {
+            if start >= span.end {
+                break;
+            }
+            out[count] = (start.max(span.start), end.min(span.end));
+            count += 1;
+        }
+        count
+    }
+
+    /// Stops managing `span`. Returns false, changing nothing, if splitting a span would need
+    /// a slot and none is free.
+    pub(crate) fn remove(&mut self, span: Range<u64>) -> bool {
+        if span.is_empty() {
+            return true;
+        }
+        let mut kept = [(0u64, 0u64); MAX_SPANS];
+        let mut count = 0;
+        for &(start, end) in self.spans() {
+            for piece in [(start, end.min(span.start)), (start.max(span.end), end)] {
+                if piece.0 < piece.1 {
+                    if count == MAX_SPANS {
+                        return false;
+                    }
+                    kept[count] = piece;
+                    count += 1;
+                }
+            }
+        }
+        self.spans = kept;
+        self.len = count;
+        true
     }
 
     /// Records `span`, calling `on_new` with each part of it that was not managed before.
@@ -196,6 +240,22 @@ mod tests {
         assert_eq!(t.first_unmanaged(20..31), Some(20));
         assert_eq!(t.first_unmanaged(45..50), Some(45));
         assert_eq!(t.first_unmanaged(15..15), None);
+    }
+
+    #[test]
+    fn remove_splits_and_drops_spans() {
+        let mut t = ManagedSpans::new();
+        added(&mut t, 10..20);
+        added(&mut t, 30..40);
+        let mut out = [(0, 0); MAX_SPANS];
+        assert_eq!(t.overlaps(15..35, &mut out), 2);
+        assert_eq!(&out[..2], &[(15, 20), (30, 35)]);
+        assert!(t.remove(12..14));
+        assert_eq!(t.spans(), &[(10, 12), (14, 20), (30, 40)]);
+        assert!(t.remove(15..35));
+        assert_eq!(t.spans(), &[(10, 12), (14, 15), (35, 40)]);
+        assert!(t.remove(0..100));
+        assert_eq!(t.spans(), &[]);
     }
 
     #[test]

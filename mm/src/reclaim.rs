@@ -1,12 +1,13 @@
 //! Draining caches, reclaiming every cached frame before failing, and contiguous runs.
 //!
-//! A drain empties one CPU's magazines into the global bitmap under that CPU's cache lock,
-//! so it is safe against the owner running at the same time. `drain_all` drains every CPU,
-//! then the depot.
+//! A drain empties one CPU's magazines (and its batches of other nodes' frames) into the
+//! home nodes' bitmaps under that CPU's cache lock, so it is safe against the owner running
+//! at the same time. `drain_all` drains every CPU, then every node's depot.
 //!
 //! # Reclaim: an allocation fails only when no free frame exists anywhere
-//! When the global bitmap cannot serve a request, [`Engine::reclaim_then`] raises the
-//! `reclaiming` count, drains every cache and the depot, and retries under the global lock.
+//! When no node's bitmap can serve a request, [`Engine::reclaim_then`] raises the
+//! `reclaiming` count, drains every cache and every depot, and retries every node's bitmap in
+//! fallback order, one global lock at a time.
 //! While the count is raised no frame may move *into* a cache (no refill, no depot get:
 //! [`Engine::may_fill_caches`] is false), so no frame can slip from a not-yet-drained place
 //! into an already-drained one. Reading the count under the CPU's own cache lock suffices:
@@ -30,7 +31,6 @@ use crate::checked::FrameCheck;
 use crate::engine::Engine;
 use crate::error::{AllocError, FreeError, FreeErrorKind};
 use crate::frame::Frame;
-use crate::global::Global;
 use crate::magazine::Magazine;
 use crate::raw::CpuGuard;
 use crate::stats::Counter;
@@ -55,14 +55,16 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         moved + self.spill_depot(false)
     }
 
-    /// Spills depot magazines (all, or those beyond the cap) into the global bitmap, one
-    /// magazine per hold of the depot lock and, inside it, the global lock (order
-    /// depot -> global), so the frames are never outside every lock.
+    /// Spills depot magazines (all, or those beyond the cap) of every node into that node's
+    /// bitmap, one magazine per hold of the depot lock and, inside it, the node's global lock
+    /// (order depot -> global), so the frames are never outside every lock.
     pub(crate) fn spill_depot(&self, excess_only: bool) -> u64 {
         let mut moved = 0;
-        let spill = |magazine: &mut Magazine| self.global.lock(&self.clock).spill(magazine);
-        while let Some(frames) = self.depot.spill_one(&self.clock, excess_only, spill) {
-            moved += frames;
+        for node in self.used_nodes() {
+            let spill = |magazine: &mut Magazine| node.global.lock(&self.clock).spill(magazine);
+            while let Some(frames) = node.depot.spill_one(&self.clock, excess_only, spill) {
+                moved += frames;
+            }
         }
         moved
     }
@@ -72,23 +74,31 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         // Holding the cache lock makes us the single writer of `Drains`.
         cache.counters().bump(Counter::Drains);
         let frames = magazines.frames();
-        if frames > 0 {
-            let mut global = self.global.lock(&self.clock);
+        let home = &self.nodes[cache.node()];
+        if magazines.loaded.len() + magazines.previous.len() > 0 {
+            let mut global = home.global.lock(&self.clock);
             global.spill(&mut magazines.loaded);
             global.spill(&mut magazines.previous);
+        }
+        // Both are empty: arm them with the node's size, so a shrink reaches this CPU now.
+        let size = home.depot.size();
+        magazines.loaded.arm(size);
+        magazines.previous.arm(size);
+        for (node, batch) in self.nodes.iter().zip(magazines.remote.iter_mut()) {
+            if !batch.is_empty() {
+                node.global.lock(&self.clock).spill(batch);
+            }
         }
         frames
     }
 
-    /// Drains every cached frame into the global bitmap with cache fills blocked, then runs
-    /// `op` on the bitmap (see the module docs for why a failure of `op` is then genuine).
-    pub(crate) fn reclaim_then<R>(
-        &self,
-        op: impl FnOnce(&mut Global<B>) -> Option<R>,
-    ) -> Option<R> {
+    /// Drains every cached frame of every node into the bitmaps with cache fills blocked,
+    /// then runs `op`, which takes what it needs from the bitmaps (see the module docs for
+    /// why a failure of `op` is then genuine).
+    pub(crate) fn reclaim_then<R>(&self, op: impl FnOnce() -> Option<R>) -> Option<R> {
         self.reclaiming.fetch_add(1, Relaxed);
         self.drain_all();
-        let result = op(&mut self.global.lock(&self.clock));
+        let result = op();
         self.reclaiming.fetch_sub(1, Relaxed);
         result
     }
@@ -103,7 +113,8 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     ) -> Result<Frame, AllocError> {
         let cpu = guard.cpu();
         let route = self.route(cpu).ok_or(AllocError::UnknownCpu { cpu })?;
-        let result = self.take_run(count, align_log2, cpu);
+        let node = Self::route_node(route);
+        let result = self.take_run(node, count, align_log2, cpu);
         match result {
             Ok(first) => {
                 self.check.claim(first, count as u64);
@@ -115,19 +126,28 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         result
     }
 
-    fn take_run(&self, count: usize, align_log2: u32, cpu: usize) -> Result<Frame, AllocError> {
+    fn take_run(
+        &self,
+        node: usize,
+        count: usize,
+        align_log2: u32,
+        cpu: usize,
+    ) -> Result<Frame, AllocError> {
         if count == 0 || count as u64 > Self::REACH {
             return Err(AllocError::BadCount { count });
         }
         if align_log2 >= 64 || 1u64 << align_log2 > Self::REACH {
             return Err(AllocError::BadAlignment { align_log2 });
         }
-        let taken = self
-            .global
-            .lock(&self.clock)
-            .alloc_contiguous(count, align_log2);
-        taken
-            .or_else(|| self.reclaim_then(|global| global.alloc_contiguous(count, align_log2)))
+        // Own node first, then the others nearest first; one global lock at a time.
+        let take = || {
+            self.numa.fallback(node).find_map(|from| {
+                let mut global = self.nodes[from].global.lock(&self.clock);
+                global.alloc_contiguous(count, align_log2)
+            })
+        };
+        take()
+            .or_else(|| self.reclaim_then(take))
             .ok_or(AllocError::OutOfMemory { cpu })
     }
 
@@ -154,7 +174,9 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         if let Err((kind, bad)) = self.check.release(first, count) {
             return Err(self.refuse_free(route, kind, bad, cpu));
         }
-        let freed = self.global.lock(&self.clock).free_contiguous(first, count);
+        // A run comes from one node's bitmap: it goes back to the home of its first frame.
+        let home = &self.nodes[self.numa.home(first)];
+        let freed = home.global.lock(&self.clock).free_contiguous(first, count);
         if let Err((kind, bad)) = freed {
             // Undo the release so the refused free changes nothing.
             self.check.claim(first, count);

@@ -1,5 +1,6 @@
 //! Unit tests of drains, exhaustion and contiguous runs.
 
+use std::boxed::Box;
 use std::vec::Vec;
 
 use crate::MAGAZINE_SIZE;
@@ -16,7 +17,7 @@ fn spread(e: &Checked, cpus: usize) -> Vec<Frame> {
 
 #[test]
 fn remote_drain_empties_one_cpu() {
-    let e: Checked = engine(1, 1001, 2);
+    let e: Box<Checked> = engine(1, 1001, 2);
     spread(&e, 2);
     assert_eq!(e.drain_cpu(1), M - 1);
     assert_eq!(e.drain_cpu(1), 0);
@@ -29,7 +30,7 @@ fn remote_drain_empties_one_cpu() {
 
 #[test]
 fn drain_all_empties_caches_and_depot() {
-    let e: Checked = engine(1, 2001, 2);
+    let e: Box<Checked> = engine(1, 2001, 2);
     let held: Vec<Frame> = (0..5 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in &held {
         e.free(&Cpu(1), *f).unwrap();
@@ -44,7 +45,7 @@ fn drain_all_empties_caches_and_depot() {
 
 #[test]
 fn exhaustion_reclaims_frames_parked_in_other_caches() {
-    let e: Checked = engine(1, 4 * M + 1, 4);
+    let e: Box<Checked> = engine(1, 4 * M + 1, 4);
     let mut got = spread(&e, 4);
     assert_eq!(e.stats().free, 0, "all frames sit in the four caches");
     got.extend(alloc_all(&e, 0));
@@ -70,7 +71,7 @@ fn exhaustion_reclaims_frames_parked_in_other_caches() {
 
 #[test]
 fn exhaustion_also_reclaims_the_depot() {
-    let e: Checked = engine(1, 8 * M + 1, 2);
+    let e: Box<Checked> = engine(1, 8 * M + 1, 2);
     let held: Vec<Frame> = (0..8 * M).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
     for f in &held {
         e.free(&Cpu(0), *f).unwrap();
@@ -82,7 +83,7 @@ fn exhaustion_also_reclaims_the_depot() {
 
 #[test]
 fn baseline_exhaustion_is_an_error_after_reclaiming() {
-    let e: Checked = engine(1, 2 * M + 1, 2);
+    let e: Box<Checked> = engine(1, 2 * M + 1, 2);
     spread(&e, 2);
     e.set_mode(crate::stats::Mode::Baseline);
     let got = alloc_all(&e, 1);
@@ -95,7 +96,7 @@ fn baseline_exhaustion_is_an_error_after_reclaiming() {
 
 #[test]
 fn early_exhaustion_is_an_error() {
-    let e: Checked = engine(1, 3, 0);
+    let e: Box<Checked> = engine(1, 3, 0);
     assert_eq!(alloc_all(&e, 4).len(), 2);
     assert_eq!(e.alloc(&Cpu(9)), Err(AllocError::OutOfMemory { cpu: 9 }));
     assert_eq!(e.stats().cpu.alloc_failures, 2);
@@ -103,7 +104,7 @@ fn early_exhaustion_is_an_error() {
 
 #[test]
 fn contiguous_runs_are_aligned_and_freed_whole() {
-    let e: Checked = engine(1, 1001, 1);
+    let e: Box<Checked> = engine(1, 1001, 1);
     let run = e.alloc_contiguous(&Cpu(0), 16, 4).unwrap();
     assert_eq!(run.number() % 16, 0);
     assert_eq!(e.in_use_frames(), Some(16));
@@ -118,7 +119,7 @@ fn contiguous_runs_are_aligned_and_freed_whole() {
 
 #[test]
 fn contiguous_allocation_reclaims_cached_frames() {
-    let e: Checked = engine(1, 2 * M + 1, 2);
+    let e: Box<Checked> = engine(1, 2 * M + 1, 2);
     spread(&e, 2);
     assert_eq!(e.stats().free, 0);
     // Each CPU holds the top frame of its magazine: the longest free run is M - 1.
@@ -131,7 +132,7 @@ fn contiguous_allocation_reclaims_cached_frames() {
 
 #[test]
 fn contiguous_request_errors() {
-    let e: Checked = engine(1, 101, 1);
+    let e: Box<Checked> = engine(1, 101, 1);
     let cpu = Cpu(0);
     assert_eq!(
         e.alloc_contiguous(&cpu, 0, 0),
@@ -163,7 +164,7 @@ fn contiguous_request_errors() {
 
 #[test]
 fn contiguous_free_errors_change_nothing() {
-    let e: Checked = engine(1, 101, 1);
+    let e: Box<Checked> = engine(1, 101, 1);
     let run = e.alloc_contiguous(&Cpu(0), 8, 3).unwrap();
     let end = run.number() + 8;
     e.free(&Cpu(0), Frame::from_number(end - 3)).unwrap();
@@ -194,7 +195,7 @@ fn contiguous_free_errors_change_nothing() {
 
 #[test]
 fn unchecked_contiguous_free_is_validated_by_the_bitmap() {
-    let e: crate::testutil::Unchecked = engine(1, 101, 1);
+    let e: Box<crate::testutil::Unchecked> = engine(1, 101, 1);
     let run = e.alloc_contiguous(&Cpu(0), 4, 2).unwrap();
     e.free_contiguous(&Cpu(0), run, 4).unwrap();
     let err = e.free_contiguous(&Cpu(0), run, 4).unwrap_err();
@@ -213,7 +214,7 @@ fn lock_timing_uses_the_clock() {
     fn now() -> u64 {
         NOW.fetch_add(7, Relaxed)
     }
-    let e: Checked = engine(1, 101, 1);
+    let e: Box<Checked> = engine(1, 101, 1);
     assert_eq!(e.stats().global_lock.max_hold_cycles, 0, "no clock yet");
     e.set_clock(now);
     e.alloc_contiguous(&Cpu(0), 4, 0).unwrap();

@@ -70,6 +70,10 @@ pub struct CpuStats {
     pub contig_failures: u64,
     /// Frees rejected with an error.
     pub free_errors: u64,
+    /// Of `allocs`, frames that came from another node than the CPU's (its own was empty).
+    pub remote_allocs: u64,
+    /// Of `frees`, frames of another node than the CPU's, batched to go home.
+    pub remote_frees: u64,
 }
 
 impl CpuStats {
@@ -90,6 +94,8 @@ impl CpuStats {
         self.alloc_failures += other.alloc_failures;
         self.contig_failures += other.contig_failures;
         self.free_errors += other.free_errors;
+        self.remote_allocs += other.remote_allocs;
+        self.remote_frees += other.remote_frees;
     }
 }
 
@@ -112,14 +118,69 @@ pub struct Stats {
     pub anomalies: u64,
     /// The per-CPU counters summed over all CPUs (and the early, cache-less operations).
     pub cpu: CpuStats,
-    /// The global bitmap lock.
+    /// The global bitmap locks of all nodes, merged: counts and wait cycles summed, the
+    /// longest hold the longest of any node ([`LockStats::merge`]).
     pub global_lock: LockStats,
-    /// The depot lock.
+    /// The depot locks of all nodes, merged the same way.
     pub depot_lock: LockStats,
     /// The current mode.
     pub mode: Mode,
     /// Number of attached per-CPU caches.
     pub cpus: usize,
+    /// Number of nodes (1 without a layout); per-node figures: `FrameAllocator::node_stats`.
+    pub nodes: usize,
+    /// Managed frames that lie outside every memory range of the layout (they belong to
+    /// node 0).
+    pub outside_nodes: u64,
+}
+
+/// One node's figures. Cheap to update, inexact to read while running. At a quiescent point
+/// the nodes' `managed`, `free` and `cached` sum to the [`Stats`] totals, and
+/// `managed - free - cached` is the node's frames in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// The node's proximity domain (0 without a layout).
+    pub domain: u32,
+    /// Attached CPUs on this node.
+    pub cpus: usize,
+    /// Frames of this node under management.
+    pub managed: u64,
+    /// Frames of this node free in its bitmap.
+    pub free: u64,
+    /// Frames of this node cached anywhere: its depot, its CPUs' magazines, and any CPU's
+    /// batch for this node.
+    pub cached: u64,
+    /// Of `cached`, the frames in this node's depot.
+    pub depot_frames: u64,
+    /// Single frames allocated by this node's CPUs from this node.
+    pub local_allocs: u64,
+    /// Single frames allocated by this node's CPUs from other nodes (their own was empty).
+    pub remote_allocs: u64,
+    /// Frees by this node's CPUs of other nodes' frames (sent home in batches).
+    pub remote_frees: u64,
+    /// This node's global bitmap lock.
+    pub global_lock: LockStats,
+    /// This node's depot lock.
+    pub depot_lock: LockStats,
+    /// The magazine size this node's depot hands out now.
+    pub magazine_size: usize,
+    /// Whether that size is pinned (`set_magazine_size(Some(_))`).
+    pub magazine_pinned: bool,
+    /// Times the depot grew its magazines (its lock was contended).
+    pub magazine_grows: u64,
+    /// Times the depot shrank its magazines (the node ran out of memory).
+    pub magazine_shrinks: u64,
+}
+
+impl LockStats {
+    /// Combines the figures of two locks: counts and waits add, the longest hold is the
+    /// longer of the two.
+    pub fn merge(&mut self, other: &LockStats) {
+        self.acquisitions += other.acquisitions;
+        self.contended += other.contended;
+        self.wait_cycles += other.wait_cycles;
+        self.max_hold_cycles = self.max_hold_cycles.max(other.max_hold_cycles);
+    }
 }
 
 impl Stats {
@@ -146,6 +207,9 @@ pub struct AddReport {
     pub empty_ranges: u64,
     /// Frames dropped because the table of managed ranges was full.
     pub table_full: u64,
+    /// Frames outside every memory range of the node layout (given to node 0); 0 without
+    /// a layout.
+    pub outside_nodes: u64,
 }
 
 impl AddReport {
@@ -158,6 +222,7 @@ impl AddReport {
         self.unaligned_bytes += other.unaligned_bytes;
         self.empty_ranges += other.empty_ranges;
         self.table_full += other.table_full;
+        self.outside_nodes += other.outside_nodes;
     }
 }
 
@@ -180,9 +245,11 @@ pub(crate) enum Counter {
     AllocFailures,
     ContigFailures,
     FreeErrors,
+    RemoteAllocs,
+    RemoteFrees,
 }
 
-const COUNTERS: usize = Counter::FreeErrors as usize + 1;
+const COUNTERS: usize = Counter::RemoteFrees as usize + 1;
 
 /// The counters of one CPU: monotonic totals and the baseline of the last reset.
 pub(crate) struct CpuCounters {
@@ -267,6 +334,8 @@ impl CpuCounters {
             alloc_failures: failures,
             contig_failures: s(ContigFailures),
             free_errors: s(FreeErrors),
+            remote_allocs: s(RemoteAllocs),
+            remote_frees: s(RemoteFrees),
         }
     }
 }
@@ -307,6 +376,8 @@ mod tests {
             depot_lock: LockStats::default(),
             mode: Mode::Magazine,
             cpus: 0,
+            nodes: 1,
+            outside_nodes: 0,
         };
         assert!(s.is_balanced());
         s.allocated = 2;

@@ -42,8 +42,23 @@ pub(crate) fn frames(first: u64, end: u64) -> PhysRange {
 }
 
 /// An engine managing frames `first..end`, with `cpus` caches attached (none if 0).
-pub(crate) fn engine<C: FrameCheck>(first: u64, end: u64, cpus: usize) -> Engine<BitAlloc4K, C> {
-    let engine = Engine::new();
+/// A new engine on the heap (its depots make it over a megabyte: not for a test's stack).
+pub(crate) fn new_engine<C: FrameCheck>() -> Box<Engine<BitAlloc4K, C>> {
+    let layout = std::alloc::Layout::new::<Engine<BitAlloc4K, C>>();
+    // SAFETY: the layout is that of the engine, which is not zero-sized.
+    let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Engine<BitAlloc4K, C>>();
+    assert!(!raw.is_null(), "out of host memory");
+    // SAFETY: `raw` is a live allocation of the engine's layout, and all-zero bytes are a
+    // valid engine equal to `Engine::new()` (see `crate::FrameAllocator`).
+    unsafe { Box::from_raw(raw) }
+}
+
+pub(crate) fn engine<C: FrameCheck>(
+    first: u64,
+    end: u64,
+    cpus: usize,
+) -> Box<Engine<BitAlloc4K, C>> {
+    let engine = new_engine();
     engine.add_ranges(&[frames(first, end)]);
     if cpus > 0 {
         engine.try_attach_caches(caches(cpus)).unwrap();
