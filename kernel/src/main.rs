@@ -35,6 +35,7 @@ mod cmdline;
 mod cpus;
 mod memory;
 mod modes;
+mod numa;
 mod panic;
 mod stress;
 
@@ -70,7 +71,9 @@ extern "C" fn bsp_main(_: usize) -> ! {
     let boot = BootInfo::get();
     cpus::init_areas(boot);
     arch::cpu::mark_nmi_ready();
+    numa::init(boot);
     init_frame_caches();
+    numa::print_nodes();
     smp::call::init();
     modes::init();
     init_apic_bsp(boot);

@@ -75,7 +75,8 @@ pub fn init(entries: &[&Entry]) -> AddReport {
 /// Creates a frame cache per CPU and attaches them to [`FRAMES`]: from now on most frames
 /// move through per-CPU magazines. Once, on the BSP, after `smp::init_bsp`.
 pub fn attach_cpu_caches() -> usize {
-    CPU_CACHES.init(|_| CpuCache::new());
+    let nodes = &crate::numa::topology().cpu_nodes;
+    CPU_CACHES.init(|cpu| CpuCache::on_node(usize::from(nodes[cpu])));
     let caches: Vec<&'static CpuCache> = CPU_CACHES.iter().collect();
     let count = caches.len();
     FRAMES.attach_caches(caches.leak());
