@@ -91,7 +91,11 @@ extern "C" fn bsp_main(_: usize) -> ! {
         Err(why) => modes::finish(Err(why)),
     }
     release_bootloader_memory(boot);
-    modes::run(&Cmdline::new(&boot.cmdline))
+    let cmdline = Cmdline::new(&boot.cmdline);
+    if let Err(why) = memory::configure_magazines(&cmdline) {
+        modes::finish(Err(why));
+    }
+    modes::run(&cmdline)
 }
 
 /// An AP's bring-up on its own stack, then its idle loop.

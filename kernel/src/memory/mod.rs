@@ -24,6 +24,9 @@ use mm::{AddReport, CpuCache, CpuGuard, FrameAllocator, PhysRange};
 use x86_64::PhysAddr;
 
 use crate::boot::BootInfo;
+use crate::cmdline::Cmdline;
+use alloc::format;
+use alloc::string::String;
 use x86_64::structures::paging::{FrameAllocator as PageFrameAllocator, PhysFrame, Size4KiB};
 
 /// The frame allocator of the whole machine.
@@ -89,6 +92,28 @@ pub fn release_bootloader_memory(boot: &BootInfo) -> AddReport {
     // The allocator's management calls need interrupts off (mm's interrupt rules).
     let _cpu = pin();
     FRAMES.add_ranges(&boot.bootloader_reclaimable)
+}
+
+/// Applies the `mag=<frames>` command-line key: every depot hands out magazines of that size
+/// and stops adapting (for benchmarks); without it the depots size their magazines
+/// themselves. Prints the policy in force.
+pub fn configure_magazines(cmdline: &Cmdline<'_>) -> Result<(), String> {
+    let pinned = match cmdline.get("mag") {
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| format!("mag={text} is not a number of frames"))?,
+        ),
+        None => None,
+    };
+    let _cpu = pin();
+    let size = FRAMES
+        .set_magazine_size(pinned)
+        .map_err(|e| format!("mag={}: {e}", pinned.unwrap_or(0)))?;
+    match pinned {
+        Some(_) => arch::println!("frames: magazine size pinned at {size} (mag=)"),
+        None => arch::println!("frames: adaptive magazine size, starting at {size}"),
+    }
+    Ok(())
 }
 
 /// Page-table frames from [`FRAMES`], for `arch::paging`.
