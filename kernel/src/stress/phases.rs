@@ -7,11 +7,34 @@
 //! - `cross`: frames allocated on one CPU are freed on another, through bounded per-pair
 //!   queues (`queue[src][dst]`), each CPU sending batches round-robin to every other: frames
 //!   have no home. Batches keep the queues' own cost (a shared-line atomic per push and pop) out
-//!   of what the phase measures, as far as possible: it is the allocator under test.
+//!   of what the phase measures, as far as possible: it is the allocator under test. A batch
+//!   travels as a chain through its frames' stamps, so a queue slot is three words.
 //! - `random`: a random mix of single frames and aligned contiguous runs held for random
 //!   times (slots picked at random: holding times are geometric).
 //! - `exhaust`: every CPU allocates until the allocator says no, then all free. The frames
 //!   obtained must add up to every free frame, including those cached on other CPUs.
+//!
+//! # What `cross` cost at -smp 8 (issue 9)
+//! With the cycles inside allocator calls measured apart (`alloc_cycles_per_op`), magazine
+//! mode spent about a tenth of its busy cycles in the allocator: the rest was the harness,
+//! and most of that was waiting. Under TCG each vCPU is a host thread, 8 of them on 2 host
+//! cores. A sender whose queues to every peer were full, and every CPU that had sent its share
+//! and waited for the others' last batches, spun; a spinning vCPU holds a host core that a
+//! vCPU with work (or a preempted lock holder) needs. The depot's rare contended acquisitions
+//! with hundreds of millions of wait cycles are the same effect on the allocator: a vCPU
+//! descheduled while it holds the depot lock, its waiters spinning (mm is not ours to change;
+//! fewer spinning vCPUs make it rarer, not impossible).
+//!
+//! So waits sleep: a waiting CPU halts, and the peer that gives it work (a batch in its inbox,
+//! room in a full queue, the last sender finishing) wakes it with an IPI ([`super::wake`]).
+//! A CPU's part now ends with its last allocator operation, not when it noticed the others
+//! were done. Batches travel as chains through their stamps (a queue slot is three words, not
+//! the frames and tags: 144 bytes), which also leaves heap for larger runs at 64 CPUs. The
+//! workload is unchanged: the same sends, batches and queue bounds in both modes, every
+//! frame allocated on one CPU and freed on another. Deeper queues or magazine-sized batches
+//! were tried: they cut the waiting but let senders run further ahead of descheduled
+//! receivers, and the depot overflowed to the global lock (about 500 acquisitions instead of
+//! 60), costing the allocator-only ratio what they gained in wall time.
 #![deny(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -19,9 +42,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use mm::{Frame, MAGAZINE_SIZE};
-use smp::Barrier;
 
 use super::rng::Rng;
+use super::wake::Sleepers;
 use super::worker::{Held, Worker};
 
 /// `repeat`: alloc+free pairs per CPU.
@@ -103,12 +126,17 @@ pub struct Shared {
     cpus: usize,
     /// Frames each CPU sends (`cross`).
     cross_sends: usize,
+    /// Batches a queue holds before its sender wakes the receiver (`cross`): half the
+    /// capacity, so one wake-up (a host thread switch under TCG) frees several.
+    wake_batches: usize,
     /// `queues[src * cpus + dst]` (`cross`).
     queues: Vec<ArrayQueue<Batch>>,
     /// CPUs that finished sending (`cross`).
     senders_done: AtomicUsize,
-    /// Between allocating and freeing (`exhaust`).
-    barrier: Barrier,
+    /// CPUs that ran dry (`exhaust`): nobody frees before all have.
+    dry: AtomicUsize,
+    /// CPUs waiting on their peers (`cross`, `exhaust`).
+    sleepers: Sleepers,
     /// Frames obtained by all CPUs (`exhaust`).
     pub exhausted: AtomicU64,
 }
@@ -131,9 +159,11 @@ impl Shared {
         Shared {
             cpus,
             cross_sends,
+            wake_batches: capacity.div_ceil(2),
             queues: (0..queues).map(|_| ArrayQueue::new(capacity)).collect(),
             senders_done: AtomicUsize::new(0),
-            barrier: Barrier::new(cpus),
+            dry: AtomicUsize::new(0),
+            sleepers: Sleepers::new(cpus),
             exhausted: AtomicU64::new(0),
         }
     }
@@ -159,43 +189,61 @@ fn queue_bytes(cpus: usize, sends: usize) -> usize {
     cpus * cpus * queue_capacity(cpus, sends) * slot
 }
 
-/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, with their tags (kept
-/// apart from [`Held`] for a compact queue slot: the queues of a run take most of its heap).
+/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, chained through their
+/// stamps as `exhaust` chains its frames: each frame's link word names the one allocated
+/// before it, whose tag is one less. The queue slot holds only the last frame, its tag and
+/// the length, so a push or pop moves three words whatever the batch size.
 #[derive(Clone, Copy)]
 struct Batch {
-    frames: [Frame; CROSS_BATCH],
-    tags: [u64; CROSS_BATCH],
+    head: Frame,
+    tag: u64,
     len: usize,
 }
 
 impl Batch {
     /// Allocates up to `n` (at most [`CROSS_BATCH`]) frames; `None` if it got none.
     fn alloc(w: &mut Worker, n: usize) -> Option<Batch> {
-        let mut batch = Batch {
-            frames: [Frame::from_number(0); CROSS_BATCH],
-            tags: [0; CROSS_BATCH],
-            len: 0,
-        };
-        while batch.len < n.min(CROSS_BATCH) {
+        let mut batch: Option<Batch> = None;
+        for _ in 0..n.min(CROSS_BATCH) {
+            let link = batch.map_or(0, |b| b.head.number() + 1);
             // A failure ends the batch; the frames already in it still travel.
-            let Some(held) = w.alloc() else { break };
-            batch.frames[batch.len] = held.frame;
-            batch.tags[batch.len] = held.tag;
-            batch.len += 1;
-        }
-        (batch.len > 0).then_some(batch)
-    }
-
-    /// Checks and frees every frame of the batch; returns how many.
-    fn free(self, w: &mut Worker) -> usize {
-        for (&frame, &tag) in self.frames.iter().zip(&self.tags).take(self.len) {
-            w.free(Held {
-                frame,
-                count: 1,
-                tag,
+            let Some(held) = w.alloc_linked(link) else {
+                break;
+            };
+            batch = Some(Batch {
+                head: held.frame,
+                tag: held.tag,
+                len: batch.map_or(1, |b| b.len + 1),
             });
         }
-        self.len
+        batch
+    }
+
+    /// Checks and frees every frame of the chain; returns how many.
+    fn free(self, w: &mut Worker) -> usize {
+        let mut next = Some(Held {
+            frame: self.head,
+            count: 1,
+            tag: self.tag,
+        });
+        let mut freed = 0;
+        while let Some(held) = next {
+            let link = w.free(held);
+            freed += 1;
+            next = (link != 0).then(|| Held {
+                frame: Frame::from_number(link - 1),
+                count: 1,
+                tag: held.tag - 1,
+            });
+        }
+        if freed != self.len {
+            w.fail(alloc::format!(
+                "cpu {}: a cross batch of {} frames had a chain of {freed}",
+                w.cpu,
+                self.len
+            ));
+        }
+        freed
     }
 }
 
@@ -231,7 +279,9 @@ fn cross(w: &mut Worker, s: &Shared) {
         dst = send(w, s, batch, dst);
         receive(w, s);
     }
-    s.senders_done.fetch_add(1, Ordering::Release);
+    if s.senders_done.fetch_add(1, Ordering::AcqRel) + 1 == s.cpus {
+        s.sleepers.wake_all();
+    }
     // Once every sender is done, one pass that finds all queues empty proves none refills.
     loop {
         let all_sent = s.senders_done.load(Ordering::Acquire) == s.cpus;
@@ -239,14 +289,19 @@ fn cross(w: &mut Worker, s: &Shared) {
             if all_sent {
                 break;
             }
-            core::hint::spin_loop();
+            let me = w.cpu;
+            w.wait(&s.sleepers, || {
+                s.senders_done.load(Ordering::Acquire) == s.cpus || has_inbox(s, me)
+            });
         }
     }
+    w.resume();
 }
 
-/// Queues `batch` for the first peer after `last` whose queue has room; returns that peer.
-/// After each round of full queues it frees its own inbox (a peer may be waiting on it), so
-/// it waits only while every peer is behind.
+/// Queues `batch` for the first peer after `last` whose queue has room, and wakes it;
+/// returns that peer. After each round of full queues it frees its own inbox (a peer may be
+/// waiting on it); with nothing there either, every peer is behind: it sleeps until one
+/// makes room or sends it something.
 fn send(w: &mut Worker, s: &Shared, mut batch: Batch, last: usize) -> usize {
     let mut dst = last;
     for tries in 1.. {
@@ -255,11 +310,28 @@ fn send(w: &mut Worker, s: &Shared, mut batch: Batch, last: usize) -> usize {
             Ok(()) => break,
             Err(back) => batch = back,
         }
-        if tries % s.cpus == 0 {
-            receive(w, s);
+        if tries % s.cpus == 0 && receive(w, s) == 0 {
+            let me = w.cpu;
+            w.wait(&s.sleepers, || has_room(s, me) || has_inbox(s, me));
         }
     }
+    w.resume();
+    // Waking costs the host a thread switch: only for a batch worth the trip (half a queue),
+    // or when the sender cannot wait (its sends done: see `cross`).
+    if s.queue(w.cpu, dst).len() >= s.wake_batches {
+        s.sleepers.wake(dst);
+    }
     dst
+}
+
+/// Whether some queue from `me` to a peer has room.
+fn has_room(s: &Shared, me: usize) -> bool {
+    (0..s.cpus).any(|dst| dst != me && !s.queue(me, dst).is_full())
+}
+
+/// Whether some queue to `me` holds a batch.
+fn has_inbox(s: &Shared, me: usize) -> bool {
+    (0..s.cpus).any(|src| !s.queue(src, me).is_empty())
 }
 
 /// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
@@ -272,12 +344,17 @@ fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
     }
 }
 
-/// Frees everything queued for this CPU; returns how many frames that was.
+/// Frees everything queued for this CPU, waking each sender it made room for; returns how
+/// many frames that was.
 fn receive(w: &mut Worker, s: &Shared) -> usize {
     let mut freed = 0;
     for src in 0..s.cpus {
+        let before = freed;
         while let Some(batch) = s.queue(src, w.cpu).pop() {
             freed += batch.free(w);
+        }
+        if freed != before {
+            s.sleepers.wake(src);
         }
     }
     freed
@@ -318,7 +395,13 @@ fn exhaust(w: &mut Worker, s: &Shared) {
     }
     s.exhausted.fetch_add(obtained, Ordering::Relaxed);
     // Nobody frees before everybody has run dry.
-    s.barrier.wait();
+    if s.dry.fetch_add(1, Ordering::AcqRel) + 1 == s.cpus {
+        s.sleepers.wake_all();
+    }
+    while s.dry.load(Ordering::Acquire) < s.cpus {
+        w.wait(&s.sleepers, || s.dry.load(Ordering::Acquire) == s.cpus);
+    }
+    w.resume();
     while let Some(held) = head {
         let link = w.free(held);
         head = (link != 0).then(|| Held {
