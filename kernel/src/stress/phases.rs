@@ -73,6 +73,10 @@ const BULK_ROUNDS: usize = 80;
 /// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
 /// [`Shared::new`]).
 const CROSS_SENDS: usize = 10_000;
+/// `cross`: frames all CPUs send together, at most: 16 CPUs' worth, so that the run stays
+/// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
+/// cores), as it was when the queues' heap bound held it there.
+const CROSS_TOTAL_SENDS: usize = 16 * CROSS_SENDS;
 /// `cross`: frames per batch, one queue operation each: a quarter magazine, so a receiver's
 /// magazines still fill from several senders' batches.
 const CROSS_BATCH: usize = 8;
@@ -163,11 +167,14 @@ impl Shared {
     /// `heap_bytes` of kernel heap to spare.
     ///
     /// `cross` queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
-    /// half the available frames, and all queues together take at most half of `heap_bytes`
+    /// [`CROSS_TOTAL_SENDS`] and of half the available frames, and all queues together take at most half of `heap_bytes`
     /// (they grow with the square of the CPU count).
     pub fn new(phase: Phase, cpus: usize, available: u64, heap_bytes: usize) -> Self {
         let is_cross = phase == Phase::Cross;
-        let mut cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
+        let mut cross_sends = CROSS_SENDS
+            .min(CROSS_TOTAL_SENDS / cpus)
+            .min(available as usize / (2 * cpus))
+            .max(1);
         while cross_sends > 1 && queue_bytes(cpus, cross_sends) > heap_bytes / 2 {
             cross_sends /= 2;
         }
