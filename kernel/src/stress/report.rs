@@ -71,7 +71,8 @@ pub fn print_phase(run: &PhaseRun) {
     arch::println!(
         "STAT phase={} mode={} cpus={} ops={} cycles_per_op={:.1} ops_per_s={:.0} \
          hit_rate={:.4} lock_acq={} contended={} wait_cycles={} max_hold_cycles={} \
-         alloc_cycles_per_op={:.1} busy_cycles={} acq_per_magazine={:.3} depot_acq={} depot_contended={} depot_wait_cycles={} \
+         alloc_cycles_per_op={:.1} busy_cycles={} acq_per_magazine={:.3} depot_acq={} \
+         depot_contended={} depot_wait_cycles={} \
          allocs={} frees={} hits={} misses={} direct={} depot_gets={} depot_puts={} \
          refills={} spills={} drains={} contig_allocs={} contig_frees={} alloc_failures={} \
          free_errors={} exhausted={} wall_us={} balanced={}",
