@@ -1,6 +1,8 @@
-//! Stress-suite boot tests (issue 5): `test=stress` at -smp 1, 2, 4, 8 and 32 and at -m 256M
-//! and 2G reaches `RESULT PASS`, prints one `STAT` line per phase and mode whose counters are
-//! present and consistent, and an injected double free is caught (`test=double-free`).
+//! Stress-suite boot tests (issues 5 and 9): `test=stress` at -smp 1, 2, 4, 8, 32 and 64 and at
+//! -m 256M and 2G reaches `RESULT PASS`, prints one `STAT` line per phase and mode whose
+//! counters are present and consistent (allocator-only cycles included), prints both speedup
+//! `TARGET`s, an injected double free is caught (`test=double-free`), and the phase watchdog
+//! names a stalled CPU and fails the run (`stress.stall=<cpu>`).
 //!
 //! The kernel checks its own invariants after every phase (no duplicate, no lost frame,
 //! `exhaust` obtains every free frame) and fails the run otherwise; these tests check, from
@@ -9,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tests::{Boot, Outcome, boot};
+use tests::{Boot, Outcome, Status, boot};
 
 /// Wall-clock limit per boot: an 8-CPU stress run takes about 5 s here, alone.
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -17,8 +19,9 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 const PHASES: [&str; 5] = ["repeat", "bulk", "cross", "random", "exhaust"];
 const MODES: [&str; 2] = ["baseline", "magazine"];
 
-/// The keys every `STAT` line has, in this order (the issue's format).
-const STAT_KEYS: [&str; 11] = [
+/// The keys every `STAT` line has first, in this order: issue 5's format, then issue 9's
+/// allocator-only cycles and busy cycles.
+const STAT_KEYS: [&str; 13] = [
     "phase",
     "mode",
     "cpus",
@@ -30,16 +33,27 @@ const STAT_KEYS: [&str; 11] = [
     "contended",
     "wait_cycles",
     "max_hold_cycles",
+    "alloc_cycles_per_op",
+    "busy_cycles",
 ];
+
+/// Wall-clock limit for the -smp 64 boot: about 2 minutes alone on two host cores.
+const TIMEOUT_64: Duration = Duration::from_secs(900);
+/// Wall-clock limit for a watchdog boot: boot, warm-up, then the 10 s bound.
+const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(120);
 
 type Record = BTreeMap<String, String>;
 
 fn run(cmdline: &str, smp: u32, mem: &str) -> Outcome {
+    run_for(cmdline, smp, mem, TIMEOUT)
+}
+
+fn run_for(cmdline: &str, smp: u32, mem: &str, timeout: Duration) -> Outcome {
     boot(&Boot {
         smp,
         mem,
         cmdline,
-        timeout: TIMEOUT,
+        timeout,
         ..Default::default()
     })
 }
@@ -53,7 +67,11 @@ fn num(rec: &Record, key: &str) -> f64 {
 
 /// Boots the stress suite and checks everything it printed; returns the `STAT` records.
 fn stress(smp: u32, mem: &str) -> Vec<Record> {
-    let out = run("test=stress", smp, mem);
+    stress_with("test=stress", smp, mem, TIMEOUT)
+}
+
+fn stress_with(cmdline: &str, smp: u32, mem: &str, timeout: Duration) -> Vec<Record> {
+    let out = run_for(cmdline, smp, mem, timeout);
     out.assert_passed();
     assert_stat_lines_in_order(&out);
     let records = out.records("STAT ");
@@ -63,9 +81,38 @@ fn stress(smp: u32, mem: &str) -> Vec<Record> {
         assert_eq!(rec["mode"], MODES[i % 2], "{rec:?}");
         assert_eq!(rec["cpus"], smp.to_string(), "{rec:?}");
         assert_counters_consistent(rec);
+        assert_alloc_cycles_fit(rec);
     }
     out.assert_contains("comparison at ");
+    assert_speedup_targets(&out);
     records
+}
+
+/// The cycles inside allocator calls are part of the CPUs' busy cycles (the printed figure
+/// is rounded to 0.1 cycle per operation).
+fn assert_alloc_cycles_fit(rec: &Record) {
+    let (per_op, ops, busy) = (
+        num(rec, "alloc_cycles_per_op"),
+        num(rec, "ops"),
+        num(rec, "busy_cycles"),
+    );
+    assert!(per_op > 0.0, "{rec:?}");
+    assert!(per_op * ops <= busy + 0.05 * ops, "{rec:?}");
+}
+
+/// `bulk` and `cross` each report both speedups, wall and allocator-only, with a verdict.
+fn assert_speedup_targets(out: &Outcome) {
+    let targets = out.records("TARGET ");
+    for phase in ["bulk", "cross"] {
+        for metric in ["wall_speedup", "alloc_speedup"] {
+            let t = targets
+                .iter()
+                .find(|t| t["phase"] == phase && t["metric"] == metric)
+                .unwrap_or_else(|| panic!("no TARGET {phase} {metric}\n{}", out.serial));
+            assert!(num(t, "got") > 0.0, "{t:?}");
+            assert!(["yes", "no"].contains(&t["met"].as_str()), "{t:?}");
+        }
+    }
 }
 
 /// Every `STAT` line carries the issue's keys first, in the issue's order.
@@ -155,6 +202,15 @@ fn stress_thirty_two_cpus() {
     assert_exhaust_agrees(&stress(32, "2G"));
 }
 
+/// The most CPUs `just test` runs the suite with: about 2 minutes alone on two host cores.
+/// The watchdog bound is raised: with 64 vCPUs spinning on the baseline's global lock on a
+/// busy two-core host, one CPU was seen to complete no operation for about 8 s.
+#[test]
+fn stress_sixty_four_cpus() {
+    let cmdline = "test=stress stress.watchdog=120";
+    assert_exhaust_agrees(&stress_with(cmdline, 64, "2G", TIMEOUT_64));
+}
+
 #[test]
 fn stress_with_256m() {
     let records = stress(4, "256M");
@@ -194,4 +250,35 @@ fn double_free_is_caught_in_both_modes() {
             assert!(line.contains(&cpu), "{line}");
         }
     }
+}
+
+/// An AP that stops making progress mid-phase is named by the BSP's watchdog, which ends the
+/// run with a failure; the other CPUs, done with their share, are not named.
+#[test]
+fn watchdog_names_a_stalled_cpu() {
+    let out = run_for("test=stress stress.stall=2", 4, "512M", WATCHDOG_TIMEOUT);
+    out.assert_status(Status::Failed);
+    out.assert_contains("stress: cpu 2 stalls here");
+    let named: Vec<&str> = out.lines_with("watchdog: cpu ").collect();
+    assert_eq!(named.len(), 1, "{}", out.serial);
+    assert!(
+        named[0].starts_with(
+            "watchdog: cpu 2 made no progress for 10 s: phase=repeat mode=baseline ops=1000"
+        ),
+        "{}",
+        named[0]
+    );
+    let verdict = out.lines_with("RESULT FAIL").last().expect("a verdict");
+    assert!(
+        verdict.starts_with("RESULT FAIL watchdog: cpu 2 made no progress for 10 s"),
+        "{verdict}"
+    );
+}
+
+/// The stall hook refuses the BSP, which runs the watchdog and could not report itself.
+#[test]
+fn stall_hook_refuses_the_bsp() {
+    let out = run("test=stress stress.stall=0", 2, "512M");
+    out.assert_status(Status::Failed);
+    out.assert_contains("RESULT FAIL stress.stall=0 is the BSP");
 }

@@ -1,9 +1,11 @@
 //! Live counters: while a phase runs, one CPU (the BSP) prints a one-line summary of the
 //! allocator's counters every [`INTERVAL`], so a long run shows progress on serial.
 //!
-//! The BSP polls between its own allocator operations (a TSC read per operation), rather
-//! than printing from its timer interrupt: the summary takes the allocator's statistics
-//! path, which must not run inside an interrupt that may have cut into an allocator call.
+//! The BSP polls between its own allocator operations (a TSC read per operation) and in its
+//! waits, rather than printing from its timer interrupt: the summary takes the allocator's
+//! statistics path, which must not run inside an interrupt that may have cut into an
+//! allocator call. Each poll past the interval also runs the phase [`Watchdog`], which ends
+//! the run when a CPU is stuck.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -11,32 +13,41 @@ use core::time::Duration;
 
 use mm::Mode;
 
+use super::watchdog::Watchdog;
 use crate::memory::{FRAMES, pin};
 
 /// Time between two live lines.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// The live reporter of one phase run.
-pub struct Live {
+/// The live reporter and watchdog of one phase run.
+pub struct Live<'a> {
     phase: &'static str,
     mode: Mode,
     started: u64,
     next: AtomicU64,
+    watchdog: Watchdog<'a>,
 }
 
-impl Live {
-    /// A reporter for `phase` in `mode`, starting now.
-    pub fn new(phase: &'static str, mode: Mode) -> Self {
+impl<'a> Live<'a> {
+    /// A reporter for `phase` in `mode` running `watchdog`, starting now.
+    pub fn new(phase: &'static str, mode: Mode, watchdog: Watchdog<'a>) -> Self {
         let now = arch::tsc::now();
         Live {
             phase,
             mode,
             started: now,
             next: AtomicU64::new(now + arch::tsc::cycles_in(INTERVAL)),
+            watchdog,
         }
     }
 
-    /// Prints a summary if the interval has passed; `own_ops` is the caller's progress.
+    /// The watchdog.
+    pub fn watchdog(&self) -> &Watchdog<'a> {
+        &self.watchdog
+    }
+
+    /// Prints a summary and runs the watchdog if the interval has passed; `own_ops` is the
+    /// caller's progress. Ends the run (`RESULT FAIL watchdog: ...`) if a CPU is stuck.
     pub fn poll(&self, own_ops: u64) {
         let now = arch::tsc::now();
         if now < self.next.load(Ordering::Relaxed) {
@@ -44,6 +55,19 @@ impl Live {
         }
         self.next
             .store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
+        // The watchdog first: the summary takes the allocator's locks, which a stuck CPU
+        // may hold.
+        let mode = super::report::mode_name(self.mode);
+        if let Err((lines, verdict)) = self.watchdog.check(self.phase, mode) {
+            for line in lines {
+                arch::println!("{line}");
+            }
+            crate::modes::finish(Err(verdict));
+        }
+        self.print(now, own_ops);
+    }
+
+    fn print(&self, now: u64, own_ops: u64) {
         let s = {
             // The statistics path takes the allocator's locks: interrupts off meanwhile.
             let _cpu = pin();

@@ -17,18 +17,28 @@
 //! Before the phases, one unreported `exhaust` run touches every free frame, so that neither
 //! mode pays for the first touch of memory (see [`warm_up`]).
 //!
+//! # Watchdog
+//! While a phase runs, the BSP (a worker itself) watches every CPU's published operation
+//! count between its own operations and, once its share is done, at every timer tick until
+//! the others are done ([`watchdog`]). A CPU that makes no progress for 10 s (more beyond 16
+//! CPUs; `stress.watchdog=<seconds>`, 0 for none) ends the run with `RESULT FAIL watchdog: ...`.
+//! A stalled BSP cannot report itself. The test hook `stress.stall=<cpu>` stalls an AP.
+//!
 //! # Output
 //! One `STAT` line per phase and mode (the keys of the issue, then more), a per-CPU table for
 //! people, live counter lines while phases run ([`live`]), a comparison table of both modes,
 //! `TARGET` lines for the performance targets (reported, not enforced: they depend on the
 //! host), and the verdict: `RESULT PASS` or `RESULT FAIL <reason>`.
 
+mod cross;
 mod live;
 mod phases;
 mod report;
 mod rng;
 mod stamp;
 mod verify;
+mod wake;
+mod watchdog;
 mod worker;
 
 use alloc::string::String;
@@ -40,8 +50,10 @@ use spin::Mutex;
 use self::live::Live;
 use self::phases::{Phase, Shared};
 use self::stamp::Stamper;
+use self::watchdog::{Config, Progress, State, Watchdog};
 use self::worker::Worker;
 use crate::boot::BootInfo;
+use crate::cmdline::Cmdline;
 use crate::memory::{FRAMES, pin};
 
 /// Both designs, baseline first so magazine mode starts from a bitmap the baseline used too.
@@ -52,10 +64,14 @@ const MODES: [Mode; 2] = [Mode::Baseline, Mode::Magazine];
 pub struct CpuRun {
     /// TSC when it left the start barrier.
     pub start: u64,
-    /// TSC when it finished its share.
+    /// TSC when its last allocator operation returned.
     pub end: u64,
     /// Allocator operations it did.
     pub ops: u64,
+    /// TSC cycles it spent inside allocator calls.
+    pub alloc_cycles: u64,
+    /// TSC cycles it spent asleep waiting for peers.
+    pub wait_cycles: u64,
     /// Errors it saw, and the first one.
     pub errors: u64,
     /// The first error.
@@ -91,12 +107,17 @@ pub fn run() -> Result<(), String> {
             smp::bringup::online_count()
         ));
     }
-    let stamper = Stamper::new(BootInfo::get().hhdm_offset);
-    warm_up(stamper)?;
+    let boot = BootInfo::get();
+    let bsp = smp::pin().cpu_id();
+    let config = Config::from_cmdline(&Cmdline::new(&boot.cmdline), cpus, bsp)?;
+    let stamper = Stamper::new(boot.hhdm_offset);
+    warm_up(stamper, config)?;
     let mut runs = Vec::new();
     for phase in Phase::ALL {
         for mode in MODES {
-            let run = run_phase(phase, mode, stamper);
+            // The test hook stalls its CPU in the first reported run only.
+            let stall = config.stall.filter(|_| runs.is_empty());
+            let run = run_phase(phase, mode, stamper, Config { stall, ..config });
             report::print_phase(&run);
             verify::phase(&run)?;
             runs.push(run);
@@ -110,15 +131,19 @@ pub fn run() -> Result<(), String> {
 /// Touches every free frame once, through an unreported, verified `exhaust` run: the first
 /// touch of guest RAM is far dearer than later ones under an emulator (the host faults the
 /// page in), and whichever mode ran first would pay it.
-fn warm_up(stamper: Stamper) -> Result<(), String> {
-    let run = run_phase(Phase::Exhaust, Mode::Magazine, stamper);
+fn warm_up(stamper: Stamper, config: Config) -> Result<(), String> {
+    let config = Config {
+        stall: None,
+        ..config
+    };
+    let run = run_phase(Phase::Exhaust, Mode::Magazine, stamper, config);
     verify::phase(&run).map_err(|e| alloc::format!("warm-up: {e}"))?;
     arch::println!("stress: warm-up touched {} frames", run.exhausted);
     Ok(())
 }
 
 /// Runs `phase` in `mode` on every online CPU and collects what happened.
-fn run_phase(phase: Phase, mode: Mode, stamper: Stamper) -> PhaseRun {
+fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> PhaseRun {
     let before = {
         // The allocator's management calls need interrupts off (mm's interrupt rules).
         let _cpu = pin();
@@ -131,25 +156,38 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper) -> PhaseRun {
     let heap_bytes = crate::memory::heap::free_bytes();
     let shared = Shared::new(phase, cpus, before.free + before.cached, heap_bytes);
     let results: Vec<Mutex<CpuRun>> = (0..cpus).map(|_| Mutex::new(CpuRun::default())).collect();
+    let progress: Vec<Progress> = (0..cpus).map(|_| Progress::default()).collect();
     let start = smp::Barrier::new(cpus);
-    let live = Live::new(phase.name(), mode);
+    let live = Live::new(phase.name(), mode, Watchdog::new(&progress, config.bound));
     let reporter = smp::pin().cpu_id();
     smp::run_on_all(|| {
         let cpu = smp::pin().cpu_id();
-        let mut w = Worker::new(cpu, stamper, (cpu == reporter).then_some(&live));
+        let is_reporter = cpu == reporter;
+        let stall_at = (config.stall == Some(cpu)).then_some(watchdog::STALL_AFTER_OPS);
+        let mut w = Worker::new(
+            cpu,
+            stamper,
+            is_reporter.then_some(&live),
+            &progress[cpu],
+            stall_at,
+        );
         start.wait();
+        if is_reporter {
+            live.watchdog().restart();
+        }
         let t0 = arch::tsc::now();
         phase.run(&mut w, &shared);
-        let t1 = arch::tsc::now();
-        let first_error = w.first_error.take();
-        *results[cpu].lock() = CpuRun {
-            start: t0,
-            end: t1,
-            ops: w.ops,
-            errors: w.errors,
-            first_error,
-            counters: CpuStats::default(),
-        };
+        progress[cpu].set_state(State::Done);
+        // The CPU's part ends with its last operation, not when it noticed its peers were
+        // done too (a halted CPU notices at its next timer tick).
+        let t1 = w.last_op_end.max(t0);
+        *results[cpu].lock() = cpu_run(&mut w, t0, t1);
+        if is_reporter {
+            // Watch the others until they are done (run_on_all's own wait cannot).
+            while !live.watchdog().all_done() {
+                w.idle();
+            }
+        }
     });
     // Quiescent now: every number read below is exact.
     let _cpu = pin();
@@ -165,5 +203,19 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper) -> PhaseRun {
         after: FRAMES.stats(),
         in_use: FRAMES.in_use_frames(),
         exhausted: shared.exhausted.into_inner(),
+    }
+}
+
+/// What `w` did between `start` and `end` (TSC).
+fn cpu_run(w: &mut Worker, start: u64, end: u64) -> CpuRun {
+    CpuRun {
+        start,
+        end,
+        ops: w.ops,
+        alloc_cycles: w.alloc_cycles,
+        wait_cycles: w.wait_cycles,
+        errors: w.errors,
+        first_error: w.first_error.take(),
+        counters: CpuStats::default(),
     }
 }

@@ -5,9 +5,7 @@
 //! - `bulk`: allocate a batch several magazines deep, then free it: magazines travel through
 //!   the depot.
 //! - `cross`: frames allocated on one CPU are freed on another, through bounded per-pair
-//!   queues (`queue[src][dst]`), each CPU sending batches round-robin to every other: frames
-//!   have no home. Batches keep the queues' own cost (a shared-line atomic per push and pop) out
-//!   of what the phase measures, as far as possible: it is the allocator under test.
+//!   queues: see [`super::cross`].
 //! - `random`: a random mix of single frames and aligned contiguous runs held for random
 //!   times (slots picked at random: holding times are geometric).
 //! - `exhaust`: every CPU allocates until the allocator says no, then all free. The frames
@@ -17,11 +15,11 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crossbeam_queue::ArrayQueue;
 use mm::{Frame, MAGAZINE_SIZE};
-use smp::Barrier;
 
+use super::cross::{self, Cross};
 use super::rng::Rng;
+use super::wake::Sleepers;
 use super::worker::{Held, Worker};
 
 /// `repeat`: alloc+free pairs per CPU.
@@ -30,19 +28,6 @@ const REPEAT_PAIRS: usize = 20_000;
 const BULK_BATCH: usize = 4 * MAGAZINE_SIZE;
 /// `bulk`: batches per CPU.
 const BULK_ROUNDS: usize = 80;
-/// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
-/// [`Shared::new`]).
-const CROSS_SENDS: usize = 10_000;
-/// `cross`: frames per batch, one queue operation each: a quarter magazine, so a receiver's
-/// magazines still fill from several senders' batches.
-const CROSS_BATCH: usize = 8;
-/// `cross`: batches one queue holds at most (64 frames, two magazines). Bounding what is in
-/// flight keeps the phase a steady exchange of magazines through the depot: with unbounded
-/// queues, senders that ran ahead of descheduled receivers (with more virtual CPUs than host
-/// cores) had up to 80000 frames in flight at -smp 8, far past the depot's cap, and the
-/// magazines overflowed to the bitmap and back (about 1500 global lock acquisitions per run
-/// at -smp 8; about 60 with this bound; 4 gave about 36 and lower throughput, 16 about 150).
-const CROSS_QUEUE_BATCHES: usize = 8;
 /// `random`: steps per CPU; each frees a held slot or fills an empty one.
 const RANDOM_STEPS: usize = 40_000;
 /// `random`: slots a CPU holds at most.
@@ -91,7 +76,7 @@ impl Phase {
         match self {
             Phase::Repeat => repeat(w),
             Phase::Bulk => bulk(w),
-            Phase::Cross => cross(w, shared),
+            Phase::Cross => cross::run(w, &shared.cross, &shared.sleepers),
             Phase::Random => random(w),
             Phase::Exhaust => exhaust(w, shared),
         }
@@ -101,101 +86,32 @@ impl Phase {
 /// State the CPUs of one phase run share.
 pub struct Shared {
     cpus: usize,
-    /// Frames each CPU sends (`cross`).
-    cross_sends: usize,
-    /// `queues[src * cpus + dst]` (`cross`).
-    queues: Vec<ArrayQueue<Batch>>,
-    /// CPUs that finished sending (`cross`).
-    senders_done: AtomicUsize,
-    /// Between allocating and freeing (`exhaust`).
-    barrier: Barrier,
+    /// The queues of `cross` (none for other phases).
+    cross: Cross,
+    /// CPUs that ran dry (`exhaust`): nobody frees before all have.
+    dry: AtomicUsize,
+    /// CPUs waiting on their peers (`cross`, `exhaust`).
+    sleepers: Sleepers,
     /// Frames obtained by all CPUs (`exhaust`).
     pub exhausted: AtomicU64,
 }
 
 impl Shared {
     /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free and
-    /// `heap_bytes` of kernel heap to spare.
-    ///
-    /// `cross` queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
-    /// half the available frames, and all queues together take at most half of `heap_bytes`
-    /// (they grow with the square of the CPU count).
+    /// `heap_bytes` of kernel heap to spare (see [`Cross::new`]).
     pub fn new(phase: Phase, cpus: usize, available: u64, heap_bytes: usize) -> Self {
-        let is_cross = phase == Phase::Cross;
-        let mut cross_sends = CROSS_SENDS.min(available as usize / (2 * cpus)).max(1);
-        while cross_sends > 1 && queue_bytes(cpus, cross_sends) > heap_bytes / 2 {
-            cross_sends /= 2;
-        }
-        let capacity = queue_capacity(cpus, cross_sends);
-        let queues = if is_cross { cpus * cpus } else { 0 };
+        let cross = if phase == Phase::Cross {
+            Cross::new(cpus, available, heap_bytes)
+        } else {
+            Cross::none(cpus)
+        };
         Shared {
             cpus,
-            cross_sends,
-            queues: (0..queues).map(|_| ArrayQueue::new(capacity)).collect(),
-            senders_done: AtomicUsize::new(0),
-            barrier: Barrier::new(cpus),
+            cross,
+            dry: AtomicUsize::new(0),
+            sleepers: Sleepers::new(cpus),
             exhausted: AtomicU64::new(0),
         }
-    }
-
-    fn queue(&self, src: usize, dst: usize) -> &ArrayQueue<Batch> {
-        &self.queues[src * self.cpus + dst]
-    }
-}
-
-/// Batches one `cross` queue holds when each CPU sends `sends` frames: its share of them, at
-/// most [`CROSS_QUEUE_BATCHES`].
-fn queue_capacity(cpus: usize, sends: usize) -> usize {
-    let share = sends
-        .div_ceil(CROSS_BATCH)
-        .div_ceil(cpus.saturating_sub(1).max(1));
-    share.min(CROSS_QUEUE_BATCHES)
-}
-
-/// Heap bytes the `cpus * cpus` queues of a `cross` run take (a slot is a batch plus the
-/// queue's sequence stamp).
-fn queue_bytes(cpus: usize, sends: usize) -> usize {
-    let slot = core::mem::size_of::<Batch>() + core::mem::size_of::<usize>();
-    cpus * cpus * queue_capacity(cpus, sends) * slot
-}
-
-/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, with their tags (kept
-/// apart from [`Held`] for a compact queue slot: the queues of a run take most of its heap).
-#[derive(Clone, Copy)]
-struct Batch {
-    frames: [Frame; CROSS_BATCH],
-    tags: [u64; CROSS_BATCH],
-    len: usize,
-}
-
-impl Batch {
-    /// Allocates up to `n` (at most [`CROSS_BATCH`]) frames; `None` if it got none.
-    fn alloc(w: &mut Worker, n: usize) -> Option<Batch> {
-        let mut batch = Batch {
-            frames: [Frame::from_number(0); CROSS_BATCH],
-            tags: [0; CROSS_BATCH],
-            len: 0,
-        };
-        while batch.len < n.min(CROSS_BATCH) {
-            // A failure ends the batch; the frames already in it still travel.
-            let Some(held) = w.alloc() else { break };
-            batch.frames[batch.len] = held.frame;
-            batch.tags[batch.len] = held.tag;
-            batch.len += 1;
-        }
-        (batch.len > 0).then_some(batch)
-    }
-
-    /// Checks and frees every frame of the batch; returns how many.
-    fn free(self, w: &mut Worker) -> usize {
-        for (&frame, &tag) in self.frames.iter().zip(&self.tags).take(self.len) {
-            w.free(Held {
-                frame,
-                count: 1,
-                tag,
-            });
-        }
-        self.len
     }
 }
 
@@ -218,69 +134,6 @@ fn bulk(w: &mut Worker) {
             w.free(held);
         }
     }
-}
-
-fn cross(w: &mut Worker, s: &Shared) {
-    let mut dst = w.cpu;
-    let mut sent = 0;
-    while sent < s.cross_sends {
-        let Some(batch) = Batch::alloc(w, CROSS_BATCH.min(s.cross_sends - sent)) else {
-            break;
-        };
-        sent += CROSS_BATCH;
-        dst = send(w, s, batch, dst);
-        receive(w, s);
-    }
-    s.senders_done.fetch_add(1, Ordering::Release);
-    // Once every sender is done, one pass that finds all queues empty proves none refills.
-    loop {
-        let all_sent = s.senders_done.load(Ordering::Acquire) == s.cpus;
-        if receive(w, s) == 0 {
-            if all_sent {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-    }
-}
-
-/// Queues `batch` for the first peer after `last` whose queue has room; returns that peer.
-/// After each round of full queues it frees its own inbox (a peer may be waiting on it), so
-/// it waits only while every peer is behind.
-fn send(w: &mut Worker, s: &Shared, mut batch: Batch, last: usize) -> usize {
-    let mut dst = last;
-    for tries in 1.. {
-        dst = next_peer(dst, w.cpu, s.cpus);
-        match s.queue(w.cpu, dst).push(batch) {
-            Ok(()) => break,
-            Err(back) => batch = back,
-        }
-        if tries % s.cpus == 0 {
-            receive(w, s);
-        }
-    }
-    dst
-}
-
-/// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
-fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
-    let next = (current + 1) % cpus;
-    if next == me && cpus > 1 {
-        (next + 1) % cpus
-    } else {
-        next
-    }
-}
-
-/// Frees everything queued for this CPU; returns how many frames that was.
-fn receive(w: &mut Worker, s: &Shared) -> usize {
-    let mut freed = 0;
-    for src in 0..s.cpus {
-        while let Some(batch) = s.queue(src, w.cpu).pop() {
-            freed += batch.free(w);
-        }
-    }
-    freed
 }
 
 fn random(w: &mut Worker) {
@@ -318,7 +171,13 @@ fn exhaust(w: &mut Worker, s: &Shared) {
     }
     s.exhausted.fetch_add(obtained, Ordering::Relaxed);
     // Nobody frees before everybody has run dry.
-    s.barrier.wait();
+    if s.dry.fetch_add(1, Ordering::AcqRel) + 1 == s.cpus {
+        s.sleepers.wake_all();
+    }
+    while s.dry.load(Ordering::Acquire) < s.cpus {
+        w.wait(&s.sleepers, || s.dry.load(Ordering::Acquire) == s.cpus);
+    }
+    w.resume();
     while let Some(held) = head {
         let link = w.free(held);
         head = (link != 0).then(|| Held {

@@ -1,14 +1,18 @@
 //! `kbench`: the in-kernel magazine-versus-baseline comparison, the second half of
 //! `just bench`.
 //!
-//! Boots the stress suite (`test=stress`) at -smp 1, 2, 4 and 8 (or the counts given as
-//! arguments), reads the `STAT` lines of each run and prints one table: per phase and CPU
-//! count, both modes' throughput, their ratio, the magazine hit rate and global lock
-//! acquisitions per magazine's worth of operations. Exits non-zero if any boot fails.
+//! Boots the stress suite (`test=stress`) at -smp 1, 2, 4 and 8 and at as many CPUs as the
+//! host has cores (or the counts given as arguments), reads the `STAT` lines of each run and
+//! prints one table: per phase and CPU count, both modes' throughput and two ratios, `wall`
+//! (magazine over baseline ops/s: harness and allocator) and `alloc` (baseline over magazine
+//! cycles inside allocator calls per operation: the allocator alone), the magazine hit rate,
+//! global lock acquisitions per magazine's worth of operations and both modes' allocator
+//! cycles per operation. Exits non-zero if any boot fails.
 //!
 //! Under TCG every virtual CPU is a host thread: with more virtual CPUs than host cores the
 //! figures measure the host's scheduler too (a preempted lock holder stalls every waiter),
-//! so compare runs made on the same machine.
+//! so compare runs made on the same machine. The row at the host's core count is the last
+//! without oversubscription.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -51,39 +55,60 @@ fn print_rows(smp: u32, records: &[Record]) {
     for phase in PHASES {
         let base = value(records, phase, "baseline", "ops_per_s");
         let mag = value(records, phase, "magazine", "ops_per_s");
+        let alloc_base = value(records, phase, "baseline", "alloc_cycles_per_op");
+        let alloc_mag = value(records, phase, "magazine", "alloc_cycles_per_op");
         println!(
-            "{phase:<8} {smp:>4} {base:>13.0} {mag:>13.0} {:>7.2} {:>9.4} {:>9.3} {:>9.0} {:>9.0}",
+            "{phase:<8} {smp:>4} {base:>13.0} {mag:>13.0} {:>7.2} {:>7.2} {:>9.4} {:>9.3} \
+             {alloc_base:>10.0} {alloc_mag:>10.0}",
             mag / base,
+            alloc_base / alloc_mag,
             value(records, phase, "magazine", "hit_rate"),
             value(records, phase, "magazine", "acq_per_magazine"),
-            value(records, phase, "baseline", "cycles_per_op"),
-            value(records, phase, "magazine", "cycles_per_op"),
         );
     }
+}
+
+/// Host cores, as the standard library sees them (1 if unknown).
+fn host_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// [`DEFAULT_CPUS`] plus the host's core count, in increasing order without repeats.
+fn default_cpus() -> Vec<u32> {
+    let mut cpus = DEFAULT_CPUS.to_vec();
+    cpus.push(host_cores());
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
 }
 
 fn main() -> ExitCode {
     let args: Result<Vec<u32>, _> = std::env::args().skip(1).map(|a| a.parse()).collect();
     let cpus = match args {
         Ok(list) if !list.is_empty() => list,
-        Ok(_) => DEFAULT_CPUS.to_vec(),
+        Ok(_) => default_cpus(),
         Err(e) => {
             eprintln!("kbench: CPU counts must be numbers: {e}");
             return ExitCode::from(2);
         }
     };
-    println!("in-kernel stress, magazine vs baseline (ops/s over all CPUs; ratio = mag / base)");
     println!(
-        "{:<8} {:>4} {:>13} {:>13} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "in-kernel stress, magazine vs baseline (ops/s over all CPUs; wall = mag / base ops/s; \
+         alloc = base / mag allocator cycles per op; host cores: {})",
+        host_cores()
+    );
+    println!(
+        "{:<8} {:>4} {:>13} {:>13} {:>7} {:>7} {:>9} {:>9} {:>10} {:>10}",
         "phase",
         "cpus",
         "baseline",
         "magazine",
-        "ratio",
+        "wall",
+        "alloc",
         "hit_rate",
         "acq/mag",
-        "cyc(base)",
-        "cyc(mag)"
+        "acyc(base)",
+        "acyc(mag)"
     );
     for smp in cpus {
         match stress_records(smp) {

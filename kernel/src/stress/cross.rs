@@ -1,0 +1,313 @@
+//! The `cross` phase: frames allocated on one CPU are freed on another, through bounded per-pair
+//! queues (`queue[src][dst]`), each CPU sending batches round-robin to every other: frames
+//! have no home. Batches keep the queues' own cost (a shared-line atomic per push and pop) out
+//! of what the phase measures, as far as possible: it is the allocator under test. A batch
+//! travels as a chain through its frames' stamps, so a queue slot is three words.
+//!
+//! # What `cross` cost at -smp 8 (issue 9)
+//! With the cycles inside allocator calls measured apart (`alloc_cycles_per_op`), magazine
+//! mode spent about a tenth of its busy cycles in the allocator: the rest was the harness,
+//! and most of that was waiting. Under TCG each vCPU is a host thread, 8 of them on 2 host
+//! cores. A sender whose queues to every peer were full, and every CPU that had sent its share
+//! and waited for the others' last batches, spun; a spinning vCPU holds a host core that a
+//! vCPU with work (or a preempted lock holder) needs. The depot's rare contended acquisitions
+//! with hundreds of millions of wait cycles are the same effect on the allocator: a vCPU
+//! descheduled while it holds the depot lock, its waiters spinning (mm is not ours to change;
+//! fewer spinning vCPUs make it rarer, not impossible).
+//!
+//! So waits sleep: a waiting CPU halts, and the peer that gives it work (a batch in its inbox,
+//! room in a full queue, the last sender finishing) wakes it with an IPI ([`super::wake`]).
+//! A CPU's part now ends with its last allocator operation, not when it noticed the others
+//! were done (a woken CPU notices later than a spinning one). Batches travel as chains
+//! through their stamps (a queue slot is three words, not the frames and tags: 144 bytes),
+//! which also leaves heap for larger runs at 64 CPUs.
+//!
+//! Between two sends a CPU frees one batch from its inbox, not all of it ("one in, one out",
+//! the steady state of a pipeline); it empties its inbox only when its queues are full and
+//! once its sends are done. Freeing a whole inbox at once (up to 7 x 64 frames after a vCPU
+//! was descheduled) overflowed the loaded and previous magazines into the depot and the next
+//! allocations fetched them back: 4000 to 4600 depot acquisitions per run, each a chance to
+//! be descheduled holding the depot lock; now 480 to 1100, hit rate 0.99 instead of 0.97.
+//! Bursts of frees through the depot remain measured by `bulk`.
+//!
+//! Otherwise the workload is unchanged: the same sends, batches and queue bounds in both
+//! modes, every frame allocated on one CPU and freed on another. Deeper queues or
+//! magazine-sized batches were tried: they cut the waiting but let senders run further ahead
+//! of descheduled receivers, and the depot overflowed to the global lock (about 500
+//! acquisitions instead of 60), costing the allocator-only ratio what they gained in wall time.
+//!
+//! What remains is TCG on an oversubscribed host. In five `just run-smp 8` runs of this
+//! harness (two host cores shared with other builds, load 16 to 27) the allocator-only ratio
+//! for `cross` was 20 to 80 and the wall ratio 2.5 to 5.7, at least 5 in three runs of five.
+//! The wall ratio falls as the host gets quieter: the baseline gains most (fewer global lock
+//! holders descheduled), and the harness's own per-frame work (stamp, check, queue, wake-up),
+//! the same in both modes, then dominates the magazine run. A single vCPU descheduled while it
+//! holds the depot lock still costs millions of cycles to every waiter (up to 13 M in those
+//! runs, against 226 M before).
+#![deny(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use mm::Frame;
+
+use super::wake::Sleepers;
+use super::worker::{Held, Worker};
+
+/// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
+/// [`Shared::new`]).
+const CROSS_SENDS: usize = 10_000;
+/// `cross`: frames all CPUs send together, at most: 16 CPUs' worth, so that the run stays
+/// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
+/// cores), as it was when the queues' heap bound held it there.
+const CROSS_TOTAL_SENDS: usize = 16 * CROSS_SENDS;
+/// `cross`: frames per batch, one queue operation each: a quarter magazine, so a receiver's
+/// magazines still fill from several senders' batches.
+const CROSS_BATCH: usize = 8;
+/// `cross`: batches one queue holds at most (64 frames, two magazines). Bounding what is in
+/// flight keeps the phase a steady exchange of magazines through the depot: with unbounded
+/// queues, senders that ran ahead of descheduled receivers (with more virtual CPUs than host
+/// cores) had up to 80000 frames in flight at -smp 8, far past the depot's cap, and the
+/// magazines overflowed to the bitmap and back (about 1500 global lock acquisitions per run
+/// at -smp 8; about 60 with this bound; 4 gave about 36 and lower throughput, 16 about 150).
+const CROSS_QUEUE_BATCHES: usize = 8;
+/// The queues of one `cross` run and what the CPUs share about them.
+pub struct Cross {
+    cpus: usize,
+    /// Frames each CPU sends.
+    sends: usize,
+    /// Batches a queue holds before its sender wakes the receiver: half the capacity, so one
+    /// wake-up (a host thread switch under TCG) frees several.
+    wake_batches: usize,
+    /// `queues[src * cpus + dst]`.
+    queues: Vec<ArrayQueue<Batch>>,
+    /// CPUs that finished sending.
+    senders_done: AtomicUsize,
+}
+
+impl Cross {
+    /// Queues for `cpus` CPUs (all online), `available` frames free and `heap_bytes` of kernel
+    /// heap to spare.
+    ///
+    /// Queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
+    /// [`CROSS_TOTAL_SENDS`] and of half the available frames, and all queues together take at
+    /// most half of `heap_bytes` (they grow with the square of the CPU count).
+    pub fn new(cpus: usize, available: u64, heap_bytes: usize) -> Self {
+        let mut sends = CROSS_SENDS
+            .min(CROSS_TOTAL_SENDS / cpus)
+            .min(available as usize / (2 * cpus))
+            .max(1);
+        while sends > 1 && queue_bytes(cpus, sends) > heap_bytes / 2 {
+            sends /= 2;
+        }
+        let capacity = queue_capacity(cpus, sends);
+        Cross {
+            cpus,
+            sends,
+            wake_batches: capacity.div_ceil(2),
+            queues: (0..cpus * cpus)
+                .map(|_| ArrayQueue::new(capacity))
+                .collect(),
+            senders_done: AtomicUsize::new(0),
+        }
+    }
+
+    /// No queues: for the other phases.
+    pub fn none(cpus: usize) -> Self {
+        Cross {
+            cpus,
+            sends: 0,
+            wake_batches: 1,
+            queues: Vec::new(),
+            senders_done: AtomicUsize::new(0),
+        }
+    }
+
+    fn queue(&self, src: usize, dst: usize) -> &ArrayQueue<Batch> {
+        &self.queues[src * self.cpus + dst]
+    }
+}
+
+/// Batches one `cross` queue holds when each CPU sends `sends` frames: its share of them, at
+/// most [`CROSS_QUEUE_BATCHES`].
+fn queue_capacity(cpus: usize, sends: usize) -> usize {
+    let share = sends
+        .div_ceil(CROSS_BATCH)
+        .div_ceil(cpus.saturating_sub(1).max(1));
+    share.min(CROSS_QUEUE_BATCHES)
+}
+
+/// Heap bytes the `cpus * cpus` queues of a `cross` run take (a slot is a batch plus the
+/// queue's sequence stamp).
+fn queue_bytes(cpus: usize, sends: usize) -> usize {
+    let slot = core::mem::size_of::<Batch>() + core::mem::size_of::<usize>();
+    cpus * cpus * queue_capacity(cpus, sends) * slot
+}
+
+/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, chained through their
+/// stamps as `exhaust` chains its frames: each frame's link word names the one allocated
+/// before it, whose tag is one less. The queue slot holds only the last frame, its tag and
+/// the length, so a push or pop moves three words whatever the batch size.
+#[derive(Clone, Copy)]
+struct Batch {
+    head: Frame,
+    tag: u64,
+    len: usize,
+}
+
+impl Batch {
+    /// Allocates up to `n` (at most [`CROSS_BATCH`]) frames; `None` if it got none.
+    fn alloc(w: &mut Worker, n: usize) -> Option<Batch> {
+        let mut batch: Option<Batch> = None;
+        for _ in 0..n.min(CROSS_BATCH) {
+            let link = batch.map_or(0, |b| b.head.number() + 1);
+            // A failure ends the batch; the frames already in it still travel.
+            let Some(held) = w.alloc_linked(link) else {
+                break;
+            };
+            batch = Some(Batch {
+                head: held.frame,
+                tag: held.tag,
+                len: batch.map_or(1, |b| b.len + 1),
+            });
+        }
+        batch
+    }
+
+    /// Checks and frees every frame of the chain; returns how many.
+    fn free(self, w: &mut Worker) -> usize {
+        let mut next = Some(Held {
+            frame: self.head,
+            count: 1,
+            tag: self.tag,
+        });
+        let mut freed = 0;
+        while let Some(held) = next {
+            let link = w.free(held);
+            freed += 1;
+            next = (link != 0).then(|| Held {
+                frame: Frame::from_number(link - 1),
+                count: 1,
+                tag: held.tag - 1,
+            });
+        }
+        if freed != self.len {
+            w.fail(alloc::format!(
+                "cpu {}: a cross batch of {} frames had a chain of {freed}",
+                w.cpu,
+                self.len
+            ));
+        }
+        freed
+    }
+}
+
+/// Runs this CPU's share of `cross`; `sleepers` holds the CPUs waiting on their peers.
+pub fn run(w: &mut Worker, s: &Cross, sleepers: &Sleepers) {
+    let (mut dst, mut src) = (w.cpu, w.cpu);
+    let mut sent = 0;
+    while sent < s.sends {
+        let Some(batch) = Batch::alloc(w, CROSS_BATCH.min(s.sends - sent)) else {
+            break;
+        };
+        sent += CROSS_BATCH;
+        dst = send(w, s, sleepers, batch, dst);
+        src = receive_one(w, s, sleepers, src);
+    }
+    if s.senders_done.fetch_add(1, Ordering::AcqRel) + 1 == s.cpus {
+        sleepers.wake_all();
+    }
+    // Once every sender is done, one pass that finds all queues empty proves none refills.
+    loop {
+        let all_sent = s.senders_done.load(Ordering::Acquire) == s.cpus;
+        if receive(w, s, sleepers) == 0 {
+            if all_sent {
+                break;
+            }
+            let me = w.cpu;
+            w.wait(sleepers, || {
+                s.senders_done.load(Ordering::Acquire) == s.cpus || has_inbox(s, me)
+            });
+        }
+    }
+    w.resume();
+}
+
+/// Queues `batch` for the first peer after `last` whose queue has room, and wakes it;
+/// returns that peer. After each round of full queues it frees its own inbox (a peer may be
+/// waiting on it); with nothing there either, every peer is behind: it sleeps until one
+/// makes room or sends it something.
+fn send(w: &mut Worker, s: &Cross, sleepers: &Sleepers, mut batch: Batch, last: usize) -> usize {
+    let mut dst = last;
+    for tries in 1.. {
+        dst = next_peer(dst, w.cpu, s.cpus);
+        match s.queue(w.cpu, dst).push(batch) {
+            Ok(()) => break,
+            Err(back) => batch = back,
+        }
+        if tries % s.cpus == 0 && receive(w, s, sleepers) == 0 {
+            let me = w.cpu;
+            w.wait(sleepers, || has_room(s, me) || has_inbox(s, me));
+        }
+    }
+    w.resume();
+    // Waking costs the host a thread switch: only for a batch worth the trip (half a queue),
+    // or when the sender cannot wait (its sends done: see `cross`).
+    if s.queue(w.cpu, dst).len() >= s.wake_batches {
+        sleepers.wake(dst);
+    }
+    dst
+}
+
+/// Whether some queue from `me` to a peer has room.
+fn has_room(s: &Cross, me: usize) -> bool {
+    (0..s.cpus).any(|dst| dst != me && !s.queue(me, dst).is_full())
+}
+
+/// Whether some queue to `me` holds a batch.
+fn has_inbox(s: &Cross, me: usize) -> bool {
+    (0..s.cpus).any(|src| !s.queue(src, me).is_empty())
+}
+
+/// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
+fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
+    let next = (current + 1) % cpus;
+    if next == me && cpus > 1 {
+        (next + 1) % cpus
+    } else {
+        next
+    }
+}
+
+/// Frees one batch queued for this CPU, from the first peer after `last` that sent one;
+/// returns that peer (`last` if none did). One in for one out keeps what a CPU frees in step
+/// with what it allocates, as in a steady pipeline (see the module docs).
+fn receive_one(w: &mut Worker, s: &Cross, sleepers: &Sleepers, last: usize) -> usize {
+    let mut src = last;
+    for _ in 0..s.cpus {
+        src = (src + 1) % s.cpus;
+        if let Some(batch) = s.queue(src, w.cpu).pop() {
+            batch.free(w);
+            sleepers.wake(src);
+            return src;
+        }
+    }
+    last
+}
+
+/// Frees everything queued for this CPU, waking each sender it made room for; returns how
+/// many frames that was.
+fn receive(w: &mut Worker, s: &Cross, sleepers: &Sleepers) -> usize {
+    let mut freed = 0;
+    for src in 0..s.cpus {
+        let before = freed;
+        while let Some(batch) = s.queue(src, w.cpu).pop() {
+            freed += batch.free(w);
+        }
+        if freed != before {
+            sleepers.wake(src);
+        }
+    }
+    freed
+}

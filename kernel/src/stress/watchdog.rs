@@ -1,0 +1,232 @@
+//! The phase watchdog: the BSP fails the run, naming the CPUs, when a CPU makes no progress
+//! for a bound (10 s up to 16 CPUs, then 10 s per 16 CPUs, unless `stress.watchdog=<seconds>`
+//! says otherwise; 0 turns it off). The clock starts when the BSP leaves the phase's start
+//! barrier.
+//!
+//! Why the default grows past 16 CPUs: at -smp 64 under TCG on two busy host cores, a CPU in
+//! baseline mode was seen to complete no operation at all for about 8 s (64 vCPUs spinning on
+//! the one global lock, which is not fair, with the host's load at 19).
+//!
+//! Every worker publishes its operation count and whether it is working, waiting on its
+//! peers (a harness wait: the `cross` drain, the `exhaust` barrier) or done, in its own
+//! [`Progress`] slot (one cache line each, a relaxed store per operation in both modes).
+//! The BSP checks the slots once per live interval while it works (from [`super::live`]) and
+//! at every timer tick while it waits (see [`super::worker::Worker::wait`]), so it watches
+//! while the APs work even though it is a worker itself. A CPU that is not done and whose count
+//! has not moved for the bound is stuck: the BSP prints one `watchdog:` line per stuck CPU
+//! (CPU, phase, mode, op count, state) and ends QEMU through the failure path of every test
+//! mode, `RESULT FAIL watchdog: ...`.
+//!
+//! A stalled BSP cannot report itself: nothing else watches. The test hook
+//! `stress.stall=<cpu>` therefore refuses the BSP; it makes that AP spin forever with
+//! interrupts off after [`STALL_AFTER_OPS`] operations of the first reported phase run.
+#![deny(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::time::Duration;
+
+use spin::Mutex;
+
+use crate::cmdline::Cmdline;
+
+/// The bound when the command line sets none, per [`CPUS_PER_BOUND`] CPUs (at least one):
+/// far above any pause a correct run shows under TCG at 8 CPUs (a descheduled vCPU on two
+/// host cores loses tens of milliseconds).
+pub const DEFAULT_BOUND: Duration = Duration::from_secs(10);
+/// CPUs per [`DEFAULT_BOUND`] in the default.
+const CPUS_PER_BOUND: usize = 16;
+/// Operations the `stress.stall` CPU does in the first phase run before it stalls.
+pub const STALL_AFTER_OPS: u64 = 1000;
+
+/// The watchdog's command-line settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// How long a CPU may make no progress (zero: no watchdog).
+    pub bound: Duration,
+    /// The CPU the test hook stalls, if any.
+    pub stall: Option<usize>,
+}
+
+impl Config {
+    /// Reads `stress.watchdog=<seconds>` and `stress.stall=<cpu>`; `bsp` is the CPU that
+    /// runs the watchdog, which the hook may not stall.
+    pub fn from_cmdline(cmdline: &Cmdline, cpus: usize, bsp: usize) -> Result<Self, String> {
+        let bound = match cmdline.get("stress.watchdog") {
+            None => DEFAULT_BOUND * cpus.div_ceil(CPUS_PER_BOUND).max(1) as u32,
+            Some(s) => Duration::from_secs(
+                s.parse()
+                    .map_err(|_| format!("stress.watchdog={s}: expected seconds"))?,
+            ),
+        };
+        let stall = match cmdline.get("stress.stall") {
+            None => None,
+            Some(s) => Some(stall_cpu(s, cpus, bsp)?),
+        };
+        Ok(Config { bound, stall })
+    }
+}
+
+fn stall_cpu(text: &str, cpus: usize, bsp: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(cpu) if cpu == bsp => Err(format!(
+            "stress.stall={cpu} is the BSP, which runs the watchdog and cannot report itself"
+        )),
+        Ok(cpu) if cpu < cpus => Ok(cpu),
+        _ => Err(format!("stress.stall={text}: expected a CPU below {cpus}")),
+    }
+}
+
+/// Where a worker is in its phase run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Doing its own operations.
+    Working = 0,
+    /// In a harness wait for its peers.
+    Waiting = 1,
+    /// Finished its share.
+    Done = 2,
+}
+
+impl State {
+    /// The `state=` value.
+    fn name(self) -> &'static str {
+        match self {
+            State::Working => "working",
+            State::Waiting => "waiting",
+            State::Done => "done",
+        }
+    }
+}
+
+/// One CPU's published progress, on its own cache line so that publishing costs a store to
+/// a line no other CPU writes.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct Progress {
+    ops: AtomicU64,
+    state: AtomicU8,
+}
+
+impl Progress {
+    /// Publishes the operation count.
+    #[inline]
+    pub fn set_ops(&self, ops: u64) {
+        self.ops.store(ops, Ordering::Relaxed);
+    }
+
+    /// Publishes the state.
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Working,
+            1 => State::Waiting,
+            _ => State::Done,
+        }
+    }
+
+    /// Whether this CPU finished its share.
+    pub fn is_done(&self) -> bool {
+        self.state() == State::Done
+    }
+}
+
+/// What the watchdog last saw of one CPU: its count, and when the count last moved (TSC).
+#[derive(Clone, Copy)]
+struct Seen {
+    ops: u64,
+    moved: u64,
+}
+
+/// The BSP's watch over every CPU of one phase run.
+pub struct Watchdog<'a> {
+    cpus: &'a [Progress],
+    /// The bound in TSC cycles; 0 when off.
+    bound: u64,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl<'a> Watchdog<'a> {
+    /// A watchdog over `cpus` with `bound` (zero: off), starting now.
+    pub fn new(cpus: &'a [Progress], bound: Duration) -> Self {
+        let now = arch::tsc::now();
+        Watchdog {
+            cpus,
+            bound: arch::tsc::cycles_in(bound),
+            seen: Mutex::new(cpus.iter().map(|_| Seen { ops: 0, moved: now }).collect()),
+        }
+    }
+
+    /// Restarts the clock of every CPU: the phase starts now.
+    pub fn restart(&self) {
+        let now = arch::tsc::now();
+        for s in self.seen.lock().iter_mut() {
+            s.moved = now;
+        }
+    }
+
+    /// Whether every CPU finished its share.
+    pub fn all_done(&self) -> bool {
+        self.cpus.iter().all(Progress::is_done)
+    }
+
+    /// Updates what it saw; `Err` holds the report lines and the verdict when a CPU is stuck.
+    pub fn check(&self, phase: &str, mode: &str) -> Result<(), (Vec<String>, String)> {
+        if self.bound == 0 {
+            return Ok(());
+        }
+        let now = arch::tsc::now();
+        let stuck = self.stuck(now);
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        let secs = arch::tsc::duration_of(self.bound).as_secs();
+        let lines = stuck
+            .iter()
+            .map(|&(cpu, ops, state)| {
+                format!(
+                    "watchdog: cpu {cpu} made no progress for {secs} s: phase={phase} \
+                     mode={mode} ops={ops} state={}",
+                    state.name()
+                )
+            })
+            .collect();
+        Err((lines, verdict(&stuck, secs, phase, mode)))
+    }
+
+    /// The CPUs, not done, whose count has not moved for the bound: (cpu, ops, state).
+    fn stuck(&self, now: u64) -> Vec<(usize, u64, State)> {
+        let mut seen = self.seen.lock();
+        let mut stuck = Vec::new();
+        for (cpu, (p, s)) in self.cpus.iter().zip(seen.iter_mut()).enumerate() {
+            let (ops, state) = (p.ops.load(Ordering::Relaxed), p.state());
+            if ops != s.ops || state == State::Done {
+                *s = Seen { ops, moved: now };
+            } else if now - s.moved >= self.bound {
+                stuck.push((cpu, ops, state));
+            }
+        }
+        stuck
+    }
+}
+
+/// `watchdog: ...` naming the working stuck CPUs (those waiting on peers only when none is
+/// working: then the wait itself is what hangs).
+fn verdict(stuck: &[(usize, u64, State)], secs: u64, phase: &str, mode: &str) -> String {
+    let working: Vec<_> = stuck.iter().filter(|s| s.2 == State::Working).collect();
+    let named: Vec<String> = if working.is_empty() {
+        stuck.iter().map(|s| format!("{}", s.0)).collect()
+    } else {
+        working.iter().map(|s| format!("{}", s.0)).collect()
+    };
+    format!(
+        "watchdog: cpu {} made no progress for {secs} s (phase={phase} mode={mode})",
+        named.join(",")
+    )
+}
