@@ -82,18 +82,22 @@ pub struct Cross {
     wake_batches: usize,
     /// `queues[src * cpus + dst]`.
     queues: Vec<ArrayQueue<Batch>>,
+    /// `is_peer[src * cpus + dst]`: whether `src` sends to `dst` (every other CPU in `cross`;
+    /// in `remote`, the CPUs of other nodes).
+    is_peer: Vec<bool>,
     /// CPUs that finished sending.
     senders_done: AtomicUsize,
 }
 
 impl Cross {
     /// Queues for `cpus` CPUs (all online), `available` frames free and `heap_bytes` of kernel
-    /// heap to spare.
+    /// heap to spare. With `nodes` (each CPU's node), a CPU sends only to CPUs of other nodes
+    /// (to every other CPU if no other node has one).
     ///
     /// Queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
     /// [`CROSS_TOTAL_SENDS`] and of half the available frames, and all queues together take at
     /// most half of `heap_bytes` (they grow with the square of the CPU count).
-    pub fn new(cpus: usize, available: u64, heap_bytes: usize) -> Self {
+    pub fn new(cpus: usize, available: u64, heap_bytes: usize, nodes: Option<&[u8]>) -> Self {
         let mut sends = CROSS_SENDS
             .min(CROSS_TOTAL_SENDS / cpus)
             .min(available as usize / (2 * cpus))
@@ -109,6 +113,7 @@ impl Cross {
             queues: (0..cpus * cpus)
                 .map(|_| ArrayQueue::new(capacity))
                 .collect(),
+            is_peer: peers(cpus, nodes),
             senders_done: AtomicUsize::new(0),
         }
     }
@@ -120,6 +125,7 @@ impl Cross {
             sends: 0,
             wake_batches: 1,
             queues: Vec::new(),
+            is_peer: Vec::new(),
             senders_done: AtomicUsize::new(0),
         }
     }
@@ -127,6 +133,30 @@ impl Cross {
     fn queue(&self, src: usize, dst: usize) -> &ArrayQueue<Batch> {
         &self.queues[src * self.cpus + dst]
     }
+
+    fn is_peer(&self, src: usize, dst: usize) -> bool {
+        self.is_peer[src * self.cpus + dst]
+    }
+
+    /// The peer of `me` after `current` in round-robin order; `me` itself only when it has no
+    /// peer (a single CPU).
+    fn next_peer(&self, current: usize, me: usize) -> usize {
+        (1..=self.cpus)
+            .map(|step| (current + step) % self.cpus)
+            .find(|&dst| self.is_peer(me, dst))
+            .unwrap_or(me)
+    }
+}
+
+/// `is_peer` of [`Cross`]: every other CPU, or with `nodes` the CPUs of other nodes (every
+/// other CPU for a CPU whose node is the only one with CPUs).
+fn peers(cpus: usize, nodes: Option<&[u8]>) -> Vec<bool> {
+    let other_node = |src: usize, dst: usize| nodes.is_none_or(|n| n[src] != n[dst]);
+    let has_remote = |src: usize| (0..cpus).any(|dst| dst != src && other_node(src, dst));
+    (0..cpus * cpus)
+        .map(|i| (i / cpus, i % cpus))
+        .map(|(src, dst)| dst != src && (other_node(src, dst) || !has_remote(src)))
+        .collect()
 }
 
 /// Batches one `cross` queue holds when each CPU sends `sends` frames: its share of them, at
@@ -241,7 +271,7 @@ pub fn run(w: &mut Worker, s: &Cross, sleepers: &Sleepers) {
 fn send(w: &mut Worker, s: &Cross, sleepers: &Sleepers, mut batch: Batch, last: usize) -> usize {
     let mut dst = last;
     for tries in 1.. {
-        dst = next_peer(dst, w.cpu, s.cpus);
+        dst = s.next_peer(dst, w.cpu);
         match s.queue(w.cpu, dst).push(batch) {
             Ok(()) => break,
             Err(back) => batch = back,
@@ -262,22 +292,12 @@ fn send(w: &mut Worker, s: &Cross, sleepers: &Sleepers, mut batch: Batch, last: 
 
 /// Whether some queue from `me` to a peer has room.
 fn has_room(s: &Cross, me: usize) -> bool {
-    (0..s.cpus).any(|dst| dst != me && !s.queue(me, dst).is_full())
+    (0..s.cpus).any(|dst| s.is_peer(me, dst) && !s.queue(me, dst).is_full())
 }
 
 /// Whether some queue to `me` holds a batch.
 fn has_inbox(s: &Cross, me: usize) -> bool {
     (0..s.cpus).any(|src| !s.queue(src, me).is_empty())
-}
-
-/// The CPU after `current` in round-robin order, skipping `me` unless it is alone.
-fn next_peer(current: usize, me: usize, cpus: usize) -> usize {
-    let next = (current + 1) % cpus;
-    if next == me && cpus > 1 {
-        (next + 1) % cpus
-    } else {
-        next
-    }
 }
 
 /// Frees one batch queued for this CPU, from the first peer after `last` that sent one;

@@ -32,6 +32,7 @@
 
 mod cross;
 mod live;
+mod nodes;
 mod phases;
 mod report;
 mod rng;
@@ -44,7 +45,7 @@ mod worker;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mm::{CpuStats, Mode, Stats};
+use mm::{CpuStats, Mode, NodeStats, Stats};
 use spin::Mutex;
 
 use self::live::Live;
@@ -72,6 +73,10 @@ pub struct CpuRun {
     pub alloc_cycles: u64,
     /// TSC cycles it spent asleep waiting for peers.
     pub wait_cycles: u64,
+    /// Single frames it allocated from another node, by the kernel's node table.
+    pub foreign_allocs: u64,
+    /// Single frames of another node it freed.
+    pub foreign_frees: u64,
     /// Errors it saw, and the first one.
     pub errors: u64,
     /// The first error.
@@ -96,6 +101,8 @@ pub struct PhaseRun {
     pub in_use: Option<u64>,
     /// Frames obtained in `exhaust` (0 for other phases).
     pub exhausted: u64,
+    /// Each node's figures after the phase, by node.
+    pub nodes: Vec<NodeStats>,
 }
 
 /// Runs every phase in both modes; `Err` names the first failure.
@@ -154,7 +161,8 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
     };
     let cpus = smp::cpu_count();
     let heap_bytes = crate::memory::heap::free_bytes();
-    let shared = Shared::new(phase, cpus, before.free + before.cached, heap_bytes);
+    let cpu_nodes = &crate::numa::topology().cpu_nodes;
+    let shared = Shared::new(phase, cpu_nodes, before.free + before.cached, heap_bytes);
     let results: Vec<Mutex<CpuRun>> = (0..cpus).map(|_| Mutex::new(CpuRun::default())).collect();
     let progress: Vec<Progress> = (0..cpus).map(|_| Progress::default()).collect();
     let start = smp::Barrier::new(cpus);
@@ -203,6 +211,9 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
         after: FRAMES.stats(),
         in_use: FRAMES.in_use_frames(),
         exhausted: shared.exhausted.into_inner(),
+        nodes: (0..FRAMES.stats().nodes)
+            .map(|n| FRAMES.node_stats(n))
+            .collect(),
     }
 }
 
@@ -214,6 +225,8 @@ fn cpu_run(w: &mut Worker, start: u64, end: u64) -> CpuRun {
         ops: w.ops,
         alloc_cycles: w.alloc_cycles,
         wait_cycles: w.wait_cycles,
+        foreign_allocs: w.foreign_allocs,
+        foreign_frees: w.foreign_frees,
         errors: w.errors,
         first_error: w.first_error.take(),
         counters: CpuStats::default(),

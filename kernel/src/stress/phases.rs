@@ -6,6 +6,11 @@
 //!   the depot.
 //! - `cross`: frames allocated on one CPU are freed on another, through bounded per-pair
 //!   queues: see [`super::cross`].
+//! - `remote`: `cross` between nodes: frames allocated on a CPU of one node are freed on CPUs
+//!   of other nodes only, so every free sends a frame home to a remote node (any other CPU
+//!   where there is one node).
+//! - `numa`: `bulk` sixteen magazines deep, so refills reach the node's bitmap: every frame
+//!   should come from the CPU's own node (`local_rate` 1) while memory is plentiful.
 //! - `random`: a random mix of single frames and aligned contiguous runs held for random
 //!   times (slots picked at random: holding times are geometric).
 //! - `exhaust`: every CPU allocates until the allocator says no, then all free. The frames
@@ -28,6 +33,11 @@ const REPEAT_PAIRS: usize = 20_000;
 const BULK_BATCH: usize = 4 * MAGAZINE_SIZE;
 /// `bulk`: batches per CPU.
 const BULK_ROUNDS: usize = 80;
+/// `numa`: frames per batch: sixteen magazines of the default size, past what a CPU's
+/// magazines and its node's depot hand back, so most refills come from the node's bitmap.
+const NUMA_BATCH: usize = 16 * MAGAZINE_SIZE;
+/// `numa`: batches per CPU (as many operations as `bulk`).
+const NUMA_ROUNDS: usize = BULK_ROUNDS / 4;
 /// `random`: steps per CPU; each frees a held slot or fills an empty one.
 const RANDOM_STEPS: usize = 40_000;
 /// `random`: slots a CPU holds at most.
@@ -44,6 +54,10 @@ pub enum Phase {
     Bulk,
     /// Free on another CPU what this one allocated.
     Cross,
+    /// Free on a CPU of another node what this one allocated.
+    Remote,
+    /// Allocate deep batches on this CPU's node, then free them.
+    Numa,
     /// Random sizes and holding times.
     Random,
     /// Allocate until failure, then free everything.
@@ -52,10 +66,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order they run.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Repeat,
         Phase::Bulk,
         Phase::Cross,
+        Phase::Remote,
+        Phase::Numa,
         Phase::Random,
         Phase::Exhaust,
     ];
@@ -66,6 +82,8 @@ impl Phase {
             Phase::Repeat => "repeat",
             Phase::Bulk => "bulk",
             Phase::Cross => "cross",
+            Phase::Remote => "remote",
+            Phase::Numa => "numa",
             Phase::Random => "random",
             Phase::Exhaust => "exhaust",
         }
@@ -75,8 +93,9 @@ impl Phase {
     pub fn run(self, w: &mut Worker, shared: &Shared) {
         match self {
             Phase::Repeat => repeat(w),
-            Phase::Bulk => bulk(w),
-            Phase::Cross => cross::run(w, &shared.cross, &shared.sleepers),
+            Phase::Bulk => batches(w, BULK_BATCH, BULK_ROUNDS),
+            Phase::Cross | Phase::Remote => cross::run(w, &shared.cross, &shared.sleepers),
+            Phase::Numa => batches(w, NUMA_BATCH, NUMA_ROUNDS),
             Phase::Random => random(w),
             Phase::Exhaust => exhaust(w, shared),
         }
@@ -99,11 +118,13 @@ pub struct Shared {
 impl Shared {
     /// Shared state for `phase` over `cpus` CPUs (all online), `available` frames free and
     /// `heap_bytes` of kernel heap to spare (see [`Cross::new`]).
-    pub fn new(phase: Phase, cpus: usize, available: u64, heap_bytes: usize) -> Self {
-        let cross = if phase == Phase::Cross {
-            Cross::new(cpus, available, heap_bytes)
-        } else {
-            Cross::none(cpus)
+    /// `cpu_nodes[cpu]` is each CPU's node (`remote` pairs CPUs of different nodes).
+    pub fn new(phase: Phase, cpu_nodes: &[u8], available: u64, heap_bytes: usize) -> Self {
+        let cpus = cpu_nodes.len();
+        let cross = match phase {
+            Phase::Cross => Cross::new(cpus, available, heap_bytes, None),
+            Phase::Remote => Cross::new(cpus, available, heap_bytes, Some(cpu_nodes)),
+            _ => Cross::none(cpus),
         };
         Shared {
             cpus,
@@ -123,10 +144,11 @@ fn repeat(w: &mut Worker) {
     }
 }
 
-fn bulk(w: &mut Worker) {
-    let mut batch = Vec::with_capacity(BULK_BATCH);
-    for _ in 0..BULK_ROUNDS {
-        while batch.len() < BULK_BATCH {
+/// `rounds` times: allocate `depth` frames, then free them, last first.
+fn batches(w: &mut Worker, depth: usize, rounds: usize) {
+    let mut batch = Vec::with_capacity(depth);
+    for _ in 0..rounds {
+        while batch.len() < depth {
             let Some(held) = w.alloc() else { break };
             batch.push(held);
         }

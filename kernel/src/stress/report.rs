@@ -5,9 +5,15 @@
 //! contended wait_cycles max_hold_cycles` (the global lock's figures), then more:
 //! `alloc_cycles_per_op` (TSC cycles inside allocator calls per operation, summed over CPUs:
 //! the allocator alone, without the harness), `busy_cycles` (the sum over CPUs of each one's
-//! end minus start, of which the allocator calls are a part), `acq_per_magazine` (global
+//! end minus start, of which the allocator calls are a part), `local_rate` (the share of
+//! single-frame allocations served by the allocating CPU's own node: 1 with one node),
+//! `acq_per_magazine` (global
 //! acquisitions per magazine's worth of operations), the depot lock's figures, the summed
-//! per-CPU counters (failures and refused frees included), `wall_us` and `balanced`.
+//! per-CPU counters (failures and refused frees included), `wall_us` and `balanced`, then the
+//! NUMA keys: `remote_allocs`, `remote_frees` (the allocator's counts), `nodes`, and
+//! `mag_sizes` (each node's depot magazine size after the phase, comma-separated, chosen by
+//! the adaptive policy or pinned by `mag=`). Per-node figures follow in `NODESTAT` lines
+//! ([`super::nodes`]).
 //!
 //! Two speedups compare the modes: `wall` (ops/s over the phase's wall time: harness and
 //! allocator) and `alloc` (baseline over magazine `alloc_cycles_per_op`: the allocator alone).
@@ -36,6 +42,7 @@ struct Figures {
     wall_us: u64,
     alloc_cycles_per_op: f64,
     busy_cycles: u64,
+    local_rate: f64,
 }
 
 fn figures(run: &PhaseRun) -> Figures {
@@ -57,6 +64,7 @@ fn figures(run: &PhaseRun) -> Figures {
         wall_us: wall.as_micros() as u64,
         alloc_cycles_per_op: alloc_cycles as f64 / ops.max(1) as f64,
         busy_cycles: busy,
+        local_rate: 1.0 - k.remote_allocs as f64 / k.allocs.max(1) as f64,
     }
 }
 
@@ -71,11 +79,13 @@ pub fn print_phase(run: &PhaseRun) {
     arch::println!(
         "STAT phase={} mode={} cpus={} ops={} cycles_per_op={:.1} ops_per_s={:.0} \
          hit_rate={:.4} lock_acq={} contended={} wait_cycles={} max_hold_cycles={} \
-         alloc_cycles_per_op={:.1} busy_cycles={} acq_per_magazine={:.3} depot_acq={} \
+         alloc_cycles_per_op={:.1} busy_cycles={} local_rate={:.4} acq_per_magazine={:.3} \
+         depot_acq={} \
          depot_contended={} depot_wait_cycles={} \
          allocs={} frees={} hits={} misses={} direct={} depot_gets={} depot_puts={} \
          refills={} spills={} drains={} contig_allocs={} contig_frees={} alloc_failures={} \
-         free_errors={} exhausted={} wall_us={} balanced={}",
+         free_errors={} exhausted={} wall_us={} balanced={} remote_allocs={} remote_frees={} \
+         nodes={} mag_sizes={}",
         run.phase.name(),
         mode_name(run.mode),
         run.cpus.len(),
@@ -89,6 +99,7 @@ pub fn print_phase(run: &PhaseRun) {
         g.max_hold_cycles,
         f.alloc_cycles_per_op,
         f.busy_cycles,
+        f.local_rate,
         f.acq_per_magazine,
         d.acquisitions,
         d.contended,
@@ -110,8 +121,13 @@ pub fn print_phase(run: &PhaseRun) {
         run.exhausted,
         f.wall_us,
         u8::from(run.after.is_balanced()),
+        k.remote_allocs,
+        k.remote_frees,
+        run.nodes.len(),
+        super::nodes::magazine_sizes(run),
     );
     print_cpu_table(run);
+    super::nodes::print_table(run);
 }
 
 fn print_cpu_table(run: &PhaseRun) {
@@ -181,13 +197,14 @@ pub fn print_comparison(runs: &[PhaseRun]) {
          alloc = baseline / magazine alloc cycles per op):"
     );
     arch::println!(
-        "  {:<8} {:>13} {:>13} {:>7} {:>7} {:>9} {:>10} {:>10}",
+        "  {:<8} {:>13} {:>13} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
         "phase",
         "baseline",
         "magazine",
         "wall",
         "alloc",
         "hit_rate",
+        "local_rate",
         "acq(base)",
         "acq(mag)"
     );
@@ -195,13 +212,14 @@ pub fn print_comparison(runs: &[PhaseRun]) {
         let (fb, fm) = (figures(b), figures(m));
         let (wall, alloc) = speedups(b, m);
         arch::println!(
-            "  {:<8} {:>13.0} {:>13.0} {:>7.2} {:>7.2} {:>9.4} {:>10} {:>10}",
+            "  {:<8} {:>13.0} {:>13.0} {:>7.2} {:>7.2} {:>9.4} {:>10.4} {:>10} {:>10}",
             phase.name(),
             fb.ops_per_s,
             fm.ops_per_s,
             wall,
             alloc,
             fm.hit_rate,
+            fm.local_rate,
             b.after.global_lock.acquisitions,
             m.after.global_lock.acquisitions
         );
@@ -217,9 +235,13 @@ pub fn print_targets(runs: &[PhaseRun]) {
         let fm = figures(m);
         let want_hits = match phase {
             Phase::Repeat => Some(0.99),
-            Phase::Bulk | Phase::Cross | Phase::Random => Some(0.95),
-            Phase::Exhaust => None,
+            Phase::Bulk | Phase::Cross | Phase::Remote | Phase::Random => Some(0.95),
+            // `numa` goes past the caches on purpose; `exhaust` runs them dry.
+            Phase::Numa | Phase::Exhaust => None,
         };
+        if phase == Phase::Numa {
+            target(phase, "local_rate", fm.local_rate, Want::AtLeast(0.99));
+        }
         if let Some(want) = want_hits {
             target(phase, "hit_rate", fm.hit_rate, Want::AtLeast(want));
             target(

@@ -70,6 +70,20 @@ fn counters_agree(run: &PhaseRun) -> Result<(), String> {
                 c.ops
             ));
         }
+        if c.foreign_allocs != k.remote_allocs {
+            return Err(format!(
+                "cpu {cpu}: got {} frames of other nodes, allocator counted {} remote",
+                c.foreign_allocs, k.remote_allocs
+            ));
+        }
+        // Baseline frees go straight to the home bitmap: only magazine mode batches (and
+        // counts) frees of other nodes' frames.
+        if run.mode == mm::Mode::Magazine && c.foreign_frees != k.remote_frees {
+            return Err(format!(
+                "cpu {cpu}: freed {} frames of other nodes, allocator counted {} remote",
+                c.foreign_frees, k.remote_frees
+            ));
+        }
         if k.hits + k.misses + k.direct != k.allocs + k.frees + k.alloc_failures {
             return Err(format!(
                 "cpu {cpu}: hits {} + misses {} + direct {} != allocs {} + frees {} + failures {}",

@@ -22,7 +22,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use mm::Frame;
+use mm::{Frame, NodeLayout};
 
 use super::live::Live;
 use super::stamp::{Stamp, Stamper, tag};
@@ -57,6 +57,13 @@ pub struct Worker<'a> {
     pub wait_cycles: u64,
     /// TSC when its last allocator call returned (0 before the first).
     pub last_op_end: u64,
+    /// Single frames it allocated whose home node is not its own, by the kernel's own node
+    /// table (compared with the allocator's `remote_allocs` after the run).
+    pub foreign_allocs: u64,
+    /// Single frames of another node than its own that it freed.
+    pub foreign_frees: u64,
+    /// Its node and the node table, when there is more than one node.
+    home: Option<(usize, &'static NodeLayout)>,
     stamper: Stamper,
     seq: u64,
     live: Option<&'a Live<'a>>,
@@ -84,6 +91,9 @@ impl<'a> Worker<'a> {
             alloc_cycles: 0,
             last_op_end: 0,
             wait_cycles: 0,
+            foreign_allocs: 0,
+            foreign_frees: 0,
+            home: home_node(cpu),
             stamper,
             seq: 0,
             live,
@@ -199,6 +209,9 @@ impl<'a> Worker<'a> {
         match result {
             Ok((frame, count)) => {
                 self.count_op();
+                if count == 1 && self.is_foreign(frame) {
+                    self.foreign_allocs += 1;
+                }
                 self.seq += 1;
                 let held = Held {
                     frame,
@@ -268,8 +281,10 @@ impl<'a> Worker<'a> {
             }
         });
         self.count_op();
-        if let Err(e) = result {
-            self.fail(format!("cpu {}: free refused: {e}", self.cpu));
+        match result {
+            Err(e) => self.fail(format!("cpu {}: free refused: {e}", self.cpu)),
+            Ok(()) if held.count == 1 && self.is_foreign(held.frame) => self.foreign_frees += 1,
+            Ok(()) => {}
         }
         link
     }
@@ -277,6 +292,19 @@ impl<'a> Worker<'a> {
     fn tick(&self) {
         self.poll_live();
     }
+
+    /// Whether `frame`'s home node (by the kernel's node table) is not this CPU's.
+    fn is_foreign(&self, frame: Frame) -> bool {
+        self.home
+            .is_some_and(|(node, layout)| layout.node_of(frame) != node)
+    }
+}
+
+/// CPU `cpu`'s node and the node table, if there is more than one node.
+fn home_node(cpu: usize) -> Option<(usize, &'static NodeLayout)> {
+    let topology = crate::numa::topology();
+    (topology.layout.node_count() > 1)
+        .then(|| (usize::from(topology.cpu_nodes[cpu]), &topology.layout))
 }
 
 /// The `stress.stall` test hook: spins forever with interrupts off, so only the watchdog can
