@@ -366,4 +366,90 @@ mod tests {
         depot.reset_lock_stats();
         assert_eq!(depot.lock_stats(), LockStats::default());
     }
+
+    static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    fn tick() -> u64 {
+        TICKS.fetch_add(1, Relaxed)
+    }
+
+    /// Takes the depot lock on another thread while this one holds it, so that acquisition
+    /// is contended (the waiter reads the clock only once its first try fails).
+    fn contended_get(depot: &Depot, clock: &Clock) {
+        std::thread::scope(|s| {
+            let held = depot.shelf.lock(clock);
+            let before = TICKS.load(Relaxed);
+            s.spawn(|| depot.get(clock, &mut Magazine::zeroed()));
+            while TICKS.load(Relaxed) == before {
+                std::thread::yield_now();
+            }
+            drop(held);
+        });
+    }
+
+    #[test]
+    fn contention_grows_the_magazines_pins_and_shortage_shrink_them() {
+        let clock = Clock::new();
+        clock.set(tick);
+        let depot = Depot::new();
+        // A window with one contended acquisition too few keeps the size.
+        for _ in 0..GROW_CONTENDED - 1 {
+            contended_get(&depot, &clock);
+        }
+        let taken = depot.lock_stats().acquisitions;
+        for _ in taken..u64::from(GROW_WINDOW) {
+            depot.get(&clock, &mut Magazine::zeroed());
+        }
+        assert_eq!(depot.size(), MAGAZINE_SIZE);
+        // A window with enough doubles it.
+        for _ in 0..GROW_CONTENDED {
+            contended_get(&depot, &clock);
+        }
+        for _ in GROW_CONTENDED..GROW_WINDOW {
+            depot.get(&clock, &mut Magazine::zeroed());
+        }
+        assert_eq!(depot.size(), 2 * MAGAZINE_SIZE);
+        assert_eq!(depot.resizes(), (1, 0));
+        // Shortage halves it, down to the minimum, and a pin stops that.
+        assert_eq!(depot.shrink(&clock), Resize::To(MAGAZINE_SIZE));
+        while depot.shrink(&clock) != Resize::Kept {}
+        assert_eq!(depot.size(), MIN_MAGAZINE_SIZE);
+        assert_eq!(depot.pin(&clock, Some(128)), 128);
+        assert_eq!(depot.shrink(&clock), Resize::Kept);
+        assert!(depot.is_pinned());
+        assert_eq!(depot.pin(&clock, None), 128);
+        assert!(!depot.is_pinned());
+    }
+
+    #[test]
+    fn a_shrink_drains_magazines_bigger_than_the_new_size() {
+        let clock = Clock::new();
+        let depot = Depot::new();
+        depot.put(&clock, &mut full_magazine(0));
+        let mut small = Magazine::with_cap(4);
+        small.push(Frame::from_number(500)).unwrap();
+        depot.put(&clock, &mut small);
+        depot.pin(&clock, Some(MIN_MAGAZINE_SIZE));
+        let mut spilled = 0;
+        while let Some(n) = depot.spill_oversize(&clock, |m| spilled += m.len()) {
+            assert_eq!(n, M);
+        }
+        assert_eq!(spilled, MAGAZINE_SIZE, "only the oversize magazine");
+        assert_eq!(depot.frames(), 1, "the small one stays");
+    }
+
+    #[test]
+    fn the_cap_bounds_frames_whatever_the_size() {
+        let clock = Clock::new();
+        let depot = Depot::new();
+        assert_eq!(depot.set_cap(&clock, 3 * MAGAZINE_SIZE), 3 * MAGAZINE_SIZE);
+        depot.pin(&clock, Some(2 * MAGAZINE_SIZE));
+        assert!(depot.put(&clock, &mut full_magazine(0)));
+        assert!(depot.put(&clock, &mut full_magazine(100)));
+        assert!(depot.put(&clock, &mut full_magazine(200)));
+        assert!(
+            !depot.put(&clock, &mut full_magazine(300)),
+            "cap in frames holds"
+        );
+        assert_eq!(depot.frames(), 3 * M);
+    }
 }
