@@ -1,8 +1,9 @@
-//! Baseline (one global lock, the seed's design) against magazine mode, in one run.
+//! Baseline (one global lock, the seed's design) against magazine mode with adaptive magazine
+//! sizes and with sizes pinned to 8, 32 and 128, in one run.
 //!
 //! `cargo bench -p mm --bench compare` runs three workloads at 1, 2, 4 and 8 threads, each
-//! thread playing one CPU of one shared `static` allocator, in both modes, and prints one
-//! table:
+//! thread playing one CPU of one shared `static` allocator, in each configuration, and prints
+//! one line per configuration, then adaptive against the best fixed size per row:
 //! - **bulk**: each thread allocates 1024 frames, then frees them, repeatedly;
 //! - **repeat**: each thread allocates and frees the same frame, repeatedly;
 //! - **cross**: each thread allocates 1024 frames and hands them to the next thread in a
@@ -10,24 +11,27 @@
 //!   every frame is freed on another CPU than the one that allocated it.
 //!
 //! `ns/op` is wall time divided by all operations of all threads (inverse throughput), the
-//! median of several runs; `speedup` is baseline ns/op over magazine ns/op. The host has 2
+//! median of several runs; `size` is node 0's magazine size after the runs (adaptive starts
+//! each row from the default size). The host has 2
 //! cores: at 4 and 8 threads CPUs are oversubscribed, and a preempted holder of the baseline's
 //! spin lock stalls every other thread (a kernel CPU is never preempted while holding it).
-//! Also printed for magazine mode: the fastest run, the share of operations served by the
-//! CPU's own magazines, and global-bitmap and depot lock acquisitions per 1000 operations.
+//! Also printed: the fastest run, the share of operations served by the CPU's own magazines,
+//! and global-bitmap and depot lock acquisitions per 1000 operations.
 //!
 //! Knobs: arguments `bulk`, `repeat`, `cross` select workloads; `MM_BENCH_RUNS=<n>` sets the
 //! runs per configuration; `MM_BENCH_BASELINE=0` skips baseline mode; `MM_BENCH_CLOCK=0`
 //! leaves the locks untimed (by default they are timed with the TSC, as in the kernel, which
-//! costs two TSC reads per global lock hold, mostly in baseline mode). The magazine-size sweep
-//! rebuilds with `MM_MAGAZINE_SIZE=<n>`, for example
-//! `MM_MAGAZINE_SIZE=64 MM_BENCH_BASELINE=0 MM_BENCH_RUNS=9 cargo bench -p mm --bench compare`.
+//! costs two TSC reads per global lock hold, mostly in baseline mode). Fixed sizes are pinned
+//! at run time (`set_magazine_size`); `MM_MAGAZINE_SIZE=<n>` at build time changes the size
+//! adaptive depots start from.
 #![allow(unsafe_code)]
 
 use std::sync::Barrier;
 use std::time::Instant;
 
-use mm::{CpuCache, CpuGuard, FRAME_SIZE, Frame, FrameAllocator, MAGAZINE_SIZE, Mode, PhysRange};
+use mm::{
+    CpuCache, CpuGuard, DEFAULT_MAGAZINE_SIZE, FRAME_SIZE, Frame, FrameAllocator, Mode, PhysRange,
+};
 
 const MAX_THREADS: usize = 8;
 const THREAD_COUNTS: [usize; 4] = [1, 2, 4, 8];
@@ -38,6 +42,8 @@ const OPS: usize = 1 << 21;
 /// Timed runs per configuration (override with `MM_BENCH_RUNS`); the median is reported,
 /// and for magazine mode also the minimum, which other load on the host can only raise.
 const RUNS: usize = 5;
+/// The fixed magazine sizes adaptive mode is compared with.
+const FIXED_SIZES: [usize; 3] = [8, 32, 128];
 
 static ALLOCATOR: FrameAllocator = FrameAllocator::new();
 
@@ -185,7 +191,53 @@ fn run(workload: Workload, threads: usize, mode: Mode) -> Sample {
     }
 }
 
-fn summary(workload: Workload, threads: usize, mode: Mode, runs: usize) -> Summary {
+/// How the allocator runs in one configuration.
+#[derive(Clone, Copy, PartialEq)]
+enum Config {
+    /// Every operation takes the global lock.
+    Baseline,
+    /// Magazines, each depot adapting its size (from the default, at the start of each row).
+    Adaptive,
+    /// Magazines pinned to this size.
+    Fixed(usize),
+}
+
+impl Config {
+    fn name(self) -> String {
+        match self {
+            Config::Baseline => "baseline".to_string(),
+            Config::Adaptive => "adaptive".to_string(),
+            Config::Fixed(n) => format!("fixed {n}"),
+        }
+    }
+
+    /// Puts the allocator in this configuration.
+    fn apply(self) {
+        let mode = if self == Config::Baseline {
+            Mode::Baseline
+        } else {
+            Mode::Magazine
+        };
+        ALLOCATOR.set_mode(mode);
+        if let Config::Fixed(n) = self {
+            ALLOCATOR.set_magazine_size(Some(n)).unwrap();
+        } else {
+            // Adaptive starts each row from the default size, unpinned.
+            ALLOCATOR
+                .set_magazine_size(Some(DEFAULT_MAGAZINE_SIZE))
+                .unwrap();
+            ALLOCATOR.set_magazine_size(None).unwrap();
+        }
+    }
+}
+
+fn summary(workload: Workload, threads: usize, config: Config, runs: usize) -> Summary {
+    config.apply();
+    let mode = if config == Config::Baseline {
+        Mode::Baseline
+    } else {
+        Mode::Magazine
+    };
     let mut samples: Vec<Sample> = (0..runs).map(|_| run(workload, threads, mode)).collect();
     samples.sort_by(|a, b| a.ns_per_op.total_cmp(&b.ns_per_op));
     Summary {
@@ -222,50 +274,84 @@ fn main() {
     }
     run(Workload::Repeat, 2, Mode::Magazine);
     let runs = env_number("MM_BENCH_RUNS", RUNS);
-    // `MM_BENCH_BASELINE=0` skips baseline mode, for magazine-size sweeps.
+    // `MM_BENCH_BASELINE=0` skips baseline mode.
     let with_baseline = std::env::var("MM_BENCH_BASELINE").map_or(true, |v| v != "0");
-    println!("magazine size {MAGAZINE_SIZE}, {OPS} ops per configuration, median of {runs} runs");
+    let mut configs = vec![Config::Adaptive];
+    configs.extend(FIXED_SIZES.map(Config::Fixed));
+    if with_baseline {
+        configs.insert(0, Config::Baseline);
+    }
     println!(
-        "{:<8} {:>7} {:>14} {:>14} {:>8} {:>12} {:>9} {:>8} {:>8}",
+        "default magazine size {DEFAULT_MAGAZINE_SIZE}, {OPS} ops per configuration, median of {runs} runs"
+    );
+    println!(
+        "{:<8} {:>7} {:<9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>5}",
         "workload",
         "threads",
-        "baseline ns/op",
-        "magazine ns/op",
-        "speedup",
-        "mag min ns/op",
-        "mag hits",
+        "config",
+        "ns/op",
+        "min ns/op",
+        "hits",
         "glob/kop",
-        "depot/kop"
+        "depot/kop",
+        "size"
     );
+    let mut verdicts = Vec::new();
     for workload in [Workload::Bulk, Workload::Repeat, Workload::Cross] {
         if !filter.is_empty() && !filter.iter().any(|f| f == workload.name()) {
             continue;
         }
         for threads in THREAD_COUNTS {
-            let base = with_baseline.then(|| summary(workload, threads, Mode::Baseline, runs));
-            let mag = summary(workload, threads, Mode::Magazine, runs);
-            let (base_ns, speedup) = match base {
-                Some(b) => {
-                    let ns = b.median.ns_per_op;
-                    (
-                        format!("{ns:.1}"),
-                        format!("{:.1}x", ns / mag.median.ns_per_op),
-                    )
-                }
-                None => ("-".to_string(), "-".to_string()),
-            };
-            println!(
-                "{:<8} {:>7} {:>14} {:>14.1} {:>8} {:>12.1} {:>8.1}% {:>8.2} {:>8.2}",
-                workload.name(),
-                threads,
-                base_ns,
-                mag.median.ns_per_op,
-                speedup,
-                mag.min_ns_per_op,
-                mag.median.hit_rate * 100.0,
-                mag.median.global_per_kop,
-                mag.median.depot_per_kop,
-            );
+            let mut row = Vec::new();
+            for &config in &configs {
+                let s = summary(workload, threads, config, runs);
+                let size = ALLOCATOR.node_stats(0).magazine_size;
+                println!(
+                    "{:<8} {:>7} {:<9} {:>8.1} {:>10.1} {:>7.1}% {:>8.2} {:>9.2} {:>5}",
+                    workload.name(),
+                    threads,
+                    config.name(),
+                    s.median.ns_per_op,
+                    s.min_ns_per_op,
+                    s.median.hit_rate * 100.0,
+                    s.median.global_per_kop,
+                    s.median.depot_per_kop,
+                    if config == Config::Baseline {
+                        "-".to_string()
+                    } else {
+                        size.to_string()
+                    },
+                );
+                row.push((config, s.median.ns_per_op));
+            }
+            verdicts.push((workload, threads, row));
         }
+    }
+    println!();
+    println!("adaptive against the best fixed size (target: within 10%)");
+    for (workload, threads, row) in verdicts {
+        let ns = |c: Config| row.iter().find(|r| r.0 == c).map(|r| r.1);
+        let Some(adaptive) = ns(Config::Adaptive) else {
+            continue;
+        };
+        let (best, best_ns) = FIXED_SIZES
+            .iter()
+            .filter_map(|&n| ns(Config::Fixed(n)).map(|v| (n, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let ratio = adaptive / best_ns;
+        let speedup =
+            ns(Config::Baseline).map_or("-".to_string(), |b| format!("{:.1}x", b / adaptive));
+        println!(
+            "{:<8} {:>2} threads: adaptive {:>6.1} ns/op, best fixed ({:>3}) {:>6.1}: {:>5.2}x {}, baseline/adaptive {}",
+            workload.name(),
+            threads,
+            adaptive,
+            best,
+            best_ns,
+            ratio,
+            if ratio <= 1.10 { "ok" } else { "SLOWER" },
+            speedup,
+        );
     }
 }
