@@ -37,11 +37,14 @@ const MAX_THREADS: usize = 8;
 const THREAD_COUNTS: [usize; 4] = [1, 2, 4, 8];
 /// Frames per thread per bulk or cross round.
 const BATCH: usize = 1024;
-/// Operations per configuration, shared out among its threads.
+/// Operations per baseline run, shared out among its threads.
 const OPS: usize = 1 << 21;
+/// Operations per magazine-mode run: four times more, so a run lasts tens of milliseconds
+/// rather than a few (shorter runs measured the host's scheduler more than the allocator).
+const MAG_OPS: usize = 1 << 23;
 /// Timed runs per configuration (override with `MM_BENCH_RUNS`); the median is reported,
 /// and for magazine mode also the minimum, which other load on the host can only raise.
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 /// The fixed magazine sizes adaptive mode is compared with.
 const FIXED_SIZES: [usize; 3] = [8, 32, 128];
 
@@ -157,7 +160,8 @@ fn run(workload: Workload, threads: usize, mode: Mode) -> Sample {
     ALLOCATOR.set_mode(mode);
     ALLOCATOR.drain_all();
     ALLOCATOR.reset_counters();
-    let per_thread = OPS / threads;
+    let total = if mode == Mode::Baseline { OPS } else { MAG_OPS };
+    let per_thread = total / threads;
     let start = Barrier::new(threads + 1);
     let inboxes: Vec<Inbox> = (0..threads).map(|_| Default::default()).collect();
     // Each thread times itself: the run spans the first start to the last end (a clock read
@@ -282,7 +286,7 @@ fn main() {
         configs.insert(0, Config::Baseline);
     }
     println!(
-        "default magazine size {DEFAULT_MAGAZINE_SIZE}, {OPS} ops per configuration, median of {runs} runs"
+        "default magazine size {DEFAULT_MAGAZINE_SIZE}, {OPS} ops per baseline run, {MAG_OPS} per magazine run, median of {runs} runs"
     );
     println!(
         "{:<8} {:>7} {:<9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>5}",

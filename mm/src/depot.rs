@@ -38,6 +38,15 @@ pub(crate) const GROW_WINDOW: u32 = 64;
 /// 2-thread host benchmarks at size 32 see well under 1 in 16) keeps its size.
 pub(crate) const GROW_CONTENDED: u32 = 4;
 
+/// Clock cycles under which a whole window of depot acquisitions counts as busy: 128000
+/// (2000 cycles per exchange). An exchange costs a lock round trip and a copy of the
+/// magazine, a few hundred cycles even uncontended; when CPUs come back to the depot every
+/// 2000 cycles or sooner, that fixed cost is over a tenth of their time, and bigger
+/// magazines divide it. The contention rule alone never fires on one CPU, yet the sweep
+/// with `benches/compare.rs` shows bulk and cross at one thread twice as fast at size 128
+/// as at 32. Without a clock (reads 0) only contention grows magazines.
+pub(crate) const GROW_BUSY_CYCLES: u64 = 2000 * GROW_WINDOW as u64;
+
 /// The magazines, the cap and the resizing state, guarded by the depot lock.
 struct Shelf {
     slots: [Magazine; DEPOT_SLOTS],
@@ -54,6 +63,8 @@ struct Shelf {
     /// Acquisitions and contended acquisitions in the current window.
     window: u32,
     window_contended: u32,
+    /// Clock reading at the window's first acquisition.
+    window_start: u64,
     /// Times the size grew and shrank.
     grows: u64,
     shrinks: u64,
@@ -70,23 +81,23 @@ impl Shelf {
         self.capped && self.frames > self.cap_frames
     }
 
-    fn pop(&mut self) -> Option<Magazine> {
+    /// Takes the top full magazine off the stack; it stays in its slot (now a free one)
+    /// for the caller to empty under the same lock hold.
+    fn pop(&mut self) -> Option<&mut Magazine> {
         self.full = self.full.checked_sub(1)?;
-        let magazine = self.slots[self.full].take();
+        let magazine = &mut self.slots[self.full];
         self.frames -= magazine.len() as u64;
         Some(magazine)
     }
 
-    /// Removes the first magazine holding more than `size` frames, if any.
-    fn remove_oversize(&mut self, size: usize) -> Option<Magazine> {
+    /// Takes the first magazine holding more than `size` frames off the stack, as `pop`.
+    fn remove_oversize(&mut self, size: usize) -> Option<&mut Magazine> {
         let i = self.slots[..self.full]
             .iter()
             .position(|m| m.len() > size)?;
-        self.full -= 1;
-        self.slots.swap(i, self.full);
-        let magazine = self.slots[self.full].take();
-        self.frames -= magazine.len() as u64;
-        Some(magazine)
+        let last = self.full - 1;
+        self.slots.swap(i, last);
+        self.pop()
     }
 }
 
@@ -122,6 +133,7 @@ impl Depot {
                     pinned: false,
                     window: 0,
                     window_contended: 0,
+                    window_start: 0,
                     grows: 0,
                     shrinks: 0,
                 }),
@@ -139,15 +151,21 @@ impl Depot {
         }
     }
 
-    /// Takes the depot lock, feeding its contention into the resizing window (Bonwick: grow
-    /// the magazines when the depot lock is contended).
+    /// Takes the depot lock, feeding its contention and its rate into the resizing window.
+    /// Bonwick grows the magazines when the depot lock is contended; here also when a whole
+    /// window of exchanges comes faster than [`GROW_BUSY_CYCLES`].
     fn lock<'a>(&'a self, clock: &'a Clock) -> crate::lock::TimedGuard<'a, Shelf> {
         let mut shelf = self.shelf.lock(clock);
         let contended = shelf.was_contended();
+        let now = shelf.acquired_at();
+        if shelf.window == 0 {
+            shelf.window_start = now;
+        }
         shelf.window += 1;
         shelf.window_contended += u32::from(contended);
         if shelf.window >= GROW_WINDOW {
-            if shelf.window_contended >= GROW_CONTENDED && !shelf.pinned {
+            let busy = now != 0 && now.saturating_sub(shelf.window_start) < GROW_BUSY_CYCLES;
+            if (shelf.window_contended >= GROW_CONTENDED || busy) && !shelf.pinned {
                 let size = self.size();
                 if size < MAX_MAGAZINE_SIZE {
                     self.size.store(size * 2, Relaxed);
@@ -165,7 +183,7 @@ impl Depot {
         debug_assert!(into.is_empty());
         match self.lock(clock).pop() {
             Some(magazine) => {
-                *into = magazine;
+                magazine.move_to(into);
                 true
             }
             None => false,
@@ -181,7 +199,7 @@ impl Depot {
         }
         let slot = shelf.full;
         shelf.frames += from.len() as u64;
-        shelf.slots[slot] = from.take();
+        from.move_to(&mut shelf.slots[slot]);
         shelf.full += 1;
         true
     }
@@ -200,9 +218,9 @@ impl Depot {
         if excess_only && !shelf.over_cap() {
             return None;
         }
-        let mut magazine = shelf.pop()?;
+        let magazine = shelf.pop()?;
         let frames = magazine.len() as u64;
-        spill(&mut magazine);
+        spill(magazine);
         Some(frames)
     }
 
@@ -214,9 +232,9 @@ impl Depot {
         spill: impl FnOnce(&mut Magazine),
     ) -> Option<u64> {
         let mut shelf = self.shelf.lock(clock);
-        let mut magazine = shelf.remove_oversize(self.size())?;
+        let magazine = shelf.remove_oversize(self.size())?;
         let frames = magazine.len() as u64;
-        spill(&mut magazine);
+        spill(magazine);
         Some(frames)
     }
 
@@ -368,8 +386,9 @@ mod tests {
     }
 
     static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    /// A slow clock: every reading is a whole busy window later, so only contention counts.
     fn tick() -> u64 {
-        TICKS.fetch_add(1, Relaxed)
+        TICKS.fetch_add(GROW_BUSY_CYCLES, Relaxed)
     }
 
     /// Takes the depot lock on another thread while this one holds it, so that acquisition
@@ -451,5 +470,37 @@ mod tests {
             "cap in frames holds"
         );
         assert_eq!(depot.frames(), 3 * M);
+    }
+
+    static FAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    fn fast_tick() -> u64 {
+        FAST.fetch_add(1, Relaxed)
+    }
+
+    #[test]
+    fn a_busy_window_grows_the_magazines_and_no_clock_never_does() {
+        let clock = Clock::new();
+        let depot = Depot::new();
+        for _ in 0..4 * GROW_WINDOW {
+            depot.get(&clock, &mut Magazine::zeroed());
+        }
+        assert_eq!(
+            depot.size(),
+            MAGAZINE_SIZE,
+            "without a clock, rate is unknown"
+        );
+        clock.set(fast_tick);
+        for _ in 0..GROW_WINDOW {
+            depot.get(&clock, &mut Magazine::zeroed());
+        }
+        assert_eq!(depot.size(), 2 * MAGAZINE_SIZE);
+        for _ in 0..8 * GROW_WINDOW {
+            depot.get(&clock, &mut Magazine::zeroed());
+        }
+        assert_eq!(
+            depot.size(),
+            MAX_MAGAZINE_SIZE,
+            "grows up to the maximum only"
+        );
     }
 }
