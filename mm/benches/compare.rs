@@ -215,8 +215,8 @@ impl Config {
         }
     }
 
-    /// Puts the allocator in this configuration.
-    fn apply(self) {
+    /// Puts the allocator in this configuration; adaptive depots resume from `adaptive_size`.
+    fn apply(self, adaptive_size: usize) {
         let mode = if self == Config::Baseline {
             Mode::Baseline
         } else {
@@ -226,28 +226,52 @@ impl Config {
         if let Config::Fixed(n) = self {
             ALLOCATOR.set_magazine_size(Some(n)).unwrap();
         } else {
-            // Adaptive starts each row from the default size, unpinned.
-            ALLOCATOR
-                .set_magazine_size(Some(DEFAULT_MAGAZINE_SIZE))
-                .unwrap();
+            ALLOCATOR.set_magazine_size(Some(adaptive_size)).unwrap();
             ALLOCATOR.set_magazine_size(None).unwrap();
+        }
+    }
+
+    fn mode(self) -> Mode {
+        if self == Config::Baseline {
+            Mode::Baseline
+        } else {
+            Mode::Magazine
         }
     }
 }
 
-fn summary(workload: Workload, threads: usize, config: Config, runs: usize) -> Summary {
-    config.apply();
-    let mode = if config == Config::Baseline {
-        Mode::Baseline
-    } else {
-        Mode::Magazine
-    };
-    let mut samples: Vec<Sample> = (0..runs).map(|_| run(workload, threads, mode)).collect();
-    samples.sort_by(|a, b| a.ns_per_op.total_cmp(&b.ns_per_op));
-    Summary {
-        median: samples[runs / 2],
-        min_ns_per_op: samples[0].ns_per_op,
+/// Runs every configuration of one row `runs` times, interleaved (run 1 of each, then run 2
+/// of each...), so that load from elsewhere on the host falls on all of them alike. The
+/// adaptive configuration starts the row at the default size and keeps what it learnt from
+/// one of its runs to the next. Returns each configuration's summary and adaptive's size.
+fn row(
+    workload: Workload,
+    threads: usize,
+    configs: &[Config],
+    runs: usize,
+) -> (Vec<Summary>, usize) {
+    let mut samples: Vec<Vec<Sample>> = configs.iter().map(|_| Vec::new()).collect();
+    let mut adaptive_size = DEFAULT_MAGAZINE_SIZE;
+    for _ in 0..runs {
+        for (config, samples) in configs.iter().zip(&mut samples) {
+            config.apply(adaptive_size);
+            samples.push(run(workload, threads, config.mode()));
+            if *config == Config::Adaptive {
+                adaptive_size = ALLOCATOR.node_stats(0).magazine_size;
+            }
+        }
     }
+    let summaries = samples
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort_by(|a, b| a.ns_per_op.total_cmp(&b.ns_per_op));
+            Summary {
+                median: samples[runs / 2],
+                min_ns_per_op: samples[0].ns_per_op,
+            }
+        })
+        .collect();
+    (summaries, adaptive_size)
 }
 
 /// A positive number from environment variable `name`, else `default`.
@@ -306,10 +330,14 @@ fn main() {
             continue;
         }
         for threads in THREAD_COUNTS {
-            let mut row = Vec::new();
-            for &config in &configs {
-                let s = summary(workload, threads, config, runs);
-                let size = ALLOCATOR.node_stats(0).magazine_size;
+            let (summaries, adaptive_size) = row(workload, threads, &configs, runs);
+            let mut line = Vec::new();
+            for (&config, s) in configs.iter().zip(&summaries) {
+                let size = match config {
+                    Config::Baseline => "-".to_string(),
+                    Config::Adaptive => adaptive_size.to_string(),
+                    Config::Fixed(n) => n.to_string(),
+                };
                 println!(
                     "{:<8} {:>7} {:<9} {:>8.1} {:>10.1} {:>7.1}% {:>8.2} {:>9.2} {:>5}",
                     workload.name(),
@@ -320,14 +348,11 @@ fn main() {
                     s.median.hit_rate * 100.0,
                     s.median.global_per_kop,
                     s.median.depot_per_kop,
-                    if config == Config::Baseline {
-                        "-".to_string()
-                    } else {
-                        size.to_string()
-                    },
+                    size,
                 );
-                row.push((config, s.median.ns_per_op));
+                line.push((config, s.median.ns_per_op));
             }
+            let row = line;
             verdicts.push((workload, threads, row));
         }
     }
