@@ -6,6 +6,14 @@
 //! Past its cap (in frames, rounded down to whole magazines) a CPU spills to the global layer
 //! instead, so cached frames cannot grow without limit.
 //!
+//! Each node has one depot, and each depot owns its node's magazine size (Bonwick's
+//! magazine resizing): it counts its lock's contended acquisitions over windows of
+//! [`GROW_WINDOW`] acquisitions and doubles the size (up to [`MAX_MAGAZINE_SIZE`]) after a
+//! window with [`GROW_CONTENDED`] or more, or one that lasted under [`GROW_BUSY_CYCLES`];
+//! the engine halves it (down to [`MIN_MAGAZINE_SIZE`]) when the node runs out of frames
+//! ([`Depot::shrink`]), and `set_magazine_size` pins it ([`Depot::pin`]). CPUs read the
+//! size without the lock when they arm an empty magazine.
+//!
 //! # Implementation
 //! Bonwick's depot keeps a list of full and a list of empty magazines because his magazines
 //! are separately allocated objects that CPUs exchange by pointer. Here a magazine is an

@@ -19,7 +19,7 @@
 
 use bitmap_allocator::BitAlloc;
 
-use crate::cache::{CpuCache, Magazines};
+use crate::cache::{CpuCache, Magazines, REMOTE_BATCH};
 use crate::checked::FrameCheck;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -140,6 +140,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             for node in self.numa.fallback(cache.node()).skip(1) {
                 let batch = &mut magazines.remote[node];
                 if batch.is_empty() && may_fill {
+                    batch.arm(REMOTE_BATCH);
                     self.nodes[node].global.lock(&self.clock).refill(batch);
                 }
                 if let Some(frame) = batch.pop() {
@@ -280,6 +281,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             if !node.depot.put(&self.clock, &mut magazine) {
                 node.global.lock(&self.clock).spill(&mut magazine);
             }
+        }
+        if batch.is_empty() {
+            // First use (capacity 0) or just sent home: arm it.
+            batch.arm(REMOTE_BATCH);
         }
         let pushed = batch.push(frame);
         debug_assert!(pushed.is_ok(), "batch emptied when full");

@@ -180,14 +180,22 @@
 //! `#![deny(unsafe_code)]`.
 //!
 //! ## Testing
-//! - `cargo test -p mm --features checked`: unit tests of every layer and error path, a
-//!   proptest model-based test (`tests/model.rs`), the public contract at full size
-//!   (`tests/api.rs`) and an 8-thread stress with duplicate and loss detection
-//!   (`tests/stress.rs`); also passes without `checked` (the model test then skips).
+//! - `cargo test -p mm --features checked`: unit tests of every layer and error path
+//!   (including the node table from SRAT-like records: holes, a node without CPUs, memory
+//!   above 4 GiB, every error; fallback orders with asymmetric and tied distances; depot
+//!   growth, shrink, pins and oversize drains), a proptest model-based test on one to three
+//!   nodes (`tests/model.rs`: every free frame is checked on its home node), the public
+//!   contract at full size (`tests/api.rs`, `tests/numa.rs`: distance order, home-node frees,
+//!   exhaustion across nodes, a layout set after early allocations), an 8-thread stress with
+//!   duplicate and loss detection (`tests/stress.rs`) and 8 threads allocating and freeing
+//!   while the magazine size is pinned and released, on one node and on two
+//!   (`tests/resize.rs`); also passes without `checked` (the model test then skips).
 //! - `RUSTFLAGS="--cfg loom" cargo test -p mm --features checked --release --test loom`: loom
 //!   models of the depot exchange, remote drains racing the owner, exhaustion with frames
-//!   spread over caches (one CPU, then two at once), a reclaim racing a depot drain and the
-//!   switch to baseline mode (about 4 s in all).
+//!   spread over caches (one CPU, then two at once), a reclaim racing a depot drain, the
+//!   switch to baseline mode and a magazine-size pin racing a magazine exchange (about 45 s
+//!   in all; the node and resize machinery added lock acquisitions to the exhaustion paths,
+//!   which were about 4 s before).
 #![no_std]
 #![deny(unsafe_code)]
 

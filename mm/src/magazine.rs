@@ -92,6 +92,7 @@ pub(crate) struct Stack<const N: usize> {
 
 impl<const N: usize> Stack<N> {
     /// An empty stack of capacity `N`.
+    #[cfg(test)]
     pub(crate) const fn new() -> Self {
         Self::with_cap(N)
     }
@@ -128,7 +129,6 @@ impl<const N: usize> Stack<N> {
     }
 
     /// Frames it may hold.
-    #[cfg(test)]
     pub(crate) fn cap(&self) -> usize {
         self.cap
     }
