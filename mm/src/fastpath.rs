@@ -197,9 +197,9 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         // One load tests both exceptions: baseline mode (a switch to it drains caches under
         // this lock, so recheck here, or the frame would be stranded in a cache nobody
         // refills from) and several nodes (the frame may belong to another node).
-        let flags = self.mode.load(Relaxed);
-        if flags != 0 {
-            return self.free_flagged(cache, magazines, frame, flags);
+        if self.mode.load(Relaxed) != 0 {
+            drop(magazines);
+            return self.free_flagged(cache, frame);
         }
         // Hit: room in the loaded magazine.
         if magazines.loaded.push(frame).is_ok() {
@@ -210,17 +210,13 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         Ok(())
     }
 
-    /// A free in baseline mode, or with several nodes.
+    /// A free in baseline mode, or with several nodes. It takes the cache lock again and
+    /// re-reads the flags under it (the fast path let go of it so as not to pass it here).
     #[cold]
     #[inline(never)]
-    fn free_flagged(
-        &self,
-        cache: &CpuCache,
-        mut magazines: SpinGuard<'_, Magazines>,
-        frame: Frame,
-        flags: u8,
-    ) -> Result<(), FreeErrorKind> {
-        if flags & BASELINE != 0 {
+    fn free_flagged(&self, cache: &CpuCache, frame: Frame) -> Result<(), FreeErrorKind> {
+        let mut magazines = cache.lock();
+        if self.mode.load(Relaxed) & BASELINE != 0 {
             drop(magazines);
             return self.free_direct(Route::Cpu(cache), frame);
         }
