@@ -143,36 +143,38 @@
 //! 32-frame batches).
 //!
 //! ## Performance (host, 2 vCPUs, `cargo bench -p mm`)
-//! Wall time per operation over all threads (median of 7 interleaved runs, locks timed with
-//! the TSC), one node, adaptive magazines against sizes pinned to 8, 32 and 128, measured
-//! while other jobs kept the 2-vCPU host at a load average of about 27 (so absolute numbers
-//! are 2 to 5 times the quiet-host figures of the previous version of this table, and single
-//! cells swing by 2x between invocations; `repeat` never leaves the loaded magazine, so its
-//! spread across sizes is pure noise). "glob" and "depot" are lock acquisitions per 1000
-//! operations, "size" the adaptive depot's size after the runs:
+//! Wall time per operation over all threads, one node: median of 7 runs per configuration,
+//! the configurations of a row interleaved in rotating order, locks timed with the TSC.
+//! Adaptive magazines against sizes pinned to 8, 32 and 128. Other jobs kept the 2-vCPU host
+//! at a load average of 12 to 25 during this run (baseline figures are 2 to 4 times those of
+//! a quiet host, and single cells swing by up to 2x between invocations). "glob" and
+//! "depot" are lock acquisitions per 1000 operations, "size" the adaptive depot's size after
+//! the runs:
 //! ```text
-//! workload thr  baseline  adaptive (size glob depot)  fixed 8 (glob depot)  fixed 32  fixed 128
-//! bulk       1     129.6     9.4 (256  0.00  3.14)       52.4 (60.6 123.1)      16.2      19.9
-//! bulk       2     246.7    12.1 (256  0.00  1.95)       78.4 (60.6 123.1)      17.6      11.8
-//! bulk       4     234.5     9.9 (256  0.00  1.95)      140.7 (60.2 123.1)      36.9       9.9
-//! bulk       8     684.9    11.7 (256  0.00  1.96)      284.9 (60.2 123.1)      63.1      17.2
-//! repeat     1      77.8     8.3 ( 32  0.00  0.00)       21.3 ( 0.0   0.0)      10.8       8.7
-//! repeat     2     220.1    11.3 ( 32  0.00  0.00)       13.4 ( 0.0   0.0)      13.6      16.2
-//! repeat     4     366.9     7.4 ( 32  0.00  0.00)        8.8 ( 0.0   0.0)       8.1      12.6
-//! repeat     8     683.2    16.9 ( 32  0.00  0.00)       16.8 ( 0.0   0.0)       9.8      10.3
-//! cross      1     201.7    11.2 (256  0.00  3.58)       52.3 (60.6 123.1)      16.5      16.0
-//! cross      2     151.8    13.9 (256  0.00  5.86)       54.5 (60.6 123.1)      14.7      14.0
-//! cross      4     106.0    11.5 (256  0.02  4.56)       61.6 (60.6 123.1)      14.8      12.1
-//! cross      8     103.4    11.1 (256  0.00  1.96)       43.4 (60.7 123.1)      14.7      10.7
+//! workload thr  baseline  adaptive (size glob depot)  fixed 8 (glob  depot)  fixed 32  fixed 128
+//! bulk       1      65.7     7.7 (256  0.00  1.95)       27.6 (60.6 123.1)       9.1       7.1
+//! bulk       2     162.0     7.2 (256  0.00  1.95)       83.8 (57.5 123.1)      15.7      12.7
+//! bulk       4     200.9    10.4 (256  0.00  1.95)       90.7 (60.2 123.1)      19.6      12.9
+//! bulk       8     401.7     5.8 (256  0.00  1.96)      155.2 (60.5 123.1)      23.0      10.2
+//! repeat     1      60.1     5.8 ( 32  0.00  0.00)        5.6 ( 0.0   0.0)       5.5       5.7
+//! repeat     2     107.8     5.7 ( 32  0.00  0.00)        5.7 ( 0.0   0.0)       5.5       5.9
+//! repeat     4     336.8     5.3 ( 32  0.00  0.00)        6.9 ( 0.0   0.0)       6.6       7.3
+//! repeat     8     252.7     5.2 ( 32  0.00  0.00)        6.1 ( 0.0   0.0)       5.3       6.1
+//! cross      1      66.0     6.7 (256  0.00  1.95)       28.3 (60.6 123.1)       9.2       7.1
+//! cross      2      63.4     7.0 (256  0.00  1.95)       30.0 (60.6 123.1)       9.8       7.6
+//! cross      4      60.4     7.3 (256  0.00  1.95)       28.6 (60.6 123.1)      10.1       7.6
+//! cross      8     415.7     8.2 (256  0.00  1.96)      141.0 (59.9 123.1)      10.9       8.1
 //! ```
 //! Fixed 32 and 128 take the depot lock 29.3 and 5.9 times per 1000 operations in bulk and
-//! cross. Adaptive is within 10% of the best fixed size in 11 of 12 rows (the twelfth is
-//! `repeat` at 8 threads, 16.9 against 9.8 ns/op, where every configuration runs the same
-//! instructions). Bulk and cross grow to 256 through the busy rule (`depot.rs`): at 1 thread
-//! the depot lock is never contended, and contention alone kept them at 32, 1.9x slower than
-//! fixed 128, in an earlier run of this bench. Depot exchanges copy only the frames held
-//! (`Stack::move_to`); copying the whole 2 KiB array made every exchange cost the same at
-//! every size and fixed 8 about 1.5x slower still.
+//! cross, the global lock under 0.06 times. Adaptive is within 10% of the best fixed size in
+//! all 12 rows of this run (worst: bulk at 1 thread, 1.07x); in an invocation under heavier
+//! load (average 27 to 35) `repeat` at 2 and 8 threads came out 1.2x to 1.7x slower than the
+//! best fixed, although `repeat` never leaves the loaded magazine and runs the same
+//! instructions at every size (adaptive stays at 32 there, so it is fixed 32). Bulk and
+//! cross grow to 256 through the busy rule (`depot.rs`): at 1 thread the depot lock is never
+//! contended, and contention alone kept them at 32, 1.9x slower than fixed 128, in an earlier
+//! version of this bench. Depot exchanges copy only the frames held (`Stack::move_to`);
+//! copying the whole 2 KiB array made every exchange cost the same at every size.
 //! Instructions per alloc+free pair served from a magazine (`mm/benches/instructions.sh`,
 //! callgrind, loop overhead included): 52 without `checked`, 61 with it (50 and 59 before
 //! nodes and adaptive sizes): over the target of 60 by one. One of the two extra is the mask
