@@ -18,7 +18,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::magazine::{DEFAULT_MAGAZINE_SIZE, Magazine, Stack};
+use crate::magazine::{Magazine, Stack};
 use crate::stats::{CpuCounters, CpuStats};
 use crate::sync::{SpinGuard, SpinLock, const_unless_loom};
 use crate::topology::MAX_NODES;
@@ -96,10 +96,12 @@ impl CpuCache {
             let node = if node < MAX_NODES { node } else { 0 };
             Self {
                 state: CachePadded::new(CacheState {
+                    // Capacity 0 (all zero bytes, so a `static` cache on node 0 is in `.bss`):
+                    // each magazine and batch is armed with its size on first use.
                     magazines: SpinLock::new(Magazines {
-                        loaded: Magazine::with_cap(DEFAULT_MAGAZINE_SIZE),
-                        previous: Magazine::with_cap(DEFAULT_MAGAZINE_SIZE),
-                        remote: [RemoteBatch::new(); MAX_NODES],
+                        loaded: Magazine::zeroed(),
+                        previous: Magazine::zeroed(),
+                        remote: [RemoteBatch::zeroed(); MAX_NODES],
                     }),
                     counters: CpuCounters::new(),
                     node,
@@ -160,6 +162,11 @@ mod tests {
     fn swap_exchanges_magazines() {
         let cache = CpuCache::new();
         let mut m = cache.lock();
+        assert_eq!(
+            m.loaded.push(Frame::from_number(7)),
+            Err(Frame::from_number(7))
+        );
+        m.loaded.arm(2);
         m.loaded.push(Frame::from_number(7)).unwrap();
         m.swap();
         assert!(m.loaded.is_empty());

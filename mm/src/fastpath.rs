@@ -19,7 +19,7 @@
 
 use bitmap_allocator::BitAlloc;
 
-use crate::cache::{CpuCache, Magazines};
+use crate::cache::{CpuCache, Magazines, REMOTE_BATCH};
 use crate::checked::FrameCheck;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -140,6 +140,7 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             for node in self.numa.fallback(cache.node()).skip(1) {
                 let batch = &mut magazines.remote[node];
                 if batch.is_empty() && may_fill {
+                    batch.arm(REMOTE_BATCH);
                     self.nodes[node].global.lock(&self.clock).refill(batch);
                 }
                 if let Some(frame) = batch.pop() {
@@ -196,9 +197,9 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         // One load tests both exceptions: baseline mode (a switch to it drains caches under
         // this lock, so recheck here, or the frame would be stranded in a cache nobody
         // refills from) and several nodes (the frame may belong to another node).
-        let flags = self.mode.load(Relaxed);
-        if flags != 0 {
-            return self.free_flagged(cache, magazines, frame, flags);
+        if self.mode.load(Relaxed) != 0 {
+            drop(magazines);
+            return self.free_flagged(cache, frame);
         }
         // Hit: room in the loaded magazine.
         if magazines.loaded.push(frame).is_ok() {
@@ -209,17 +210,13 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
         Ok(())
     }
 
-    /// A free in baseline mode, or with several nodes.
+    /// A free in baseline mode, or with several nodes. It takes the cache lock again and
+    /// re-reads the flags under it (the fast path let go of it so as not to pass it here).
     #[cold]
     #[inline(never)]
-    fn free_flagged(
-        &self,
-        cache: &CpuCache,
-        mut magazines: SpinGuard<'_, Magazines>,
-        frame: Frame,
-        flags: u8,
-    ) -> Result<(), FreeErrorKind> {
-        if flags & BASELINE != 0 {
+    fn free_flagged(&self, cache: &CpuCache, frame: Frame) -> Result<(), FreeErrorKind> {
+        let mut magazines = cache.lock();
+        if self.mode.load(Relaxed) & BASELINE != 0 {
             drop(magazines);
             return self.free_direct(Route::Cpu(cache), frame);
         }
@@ -280,6 +277,10 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
             if !node.depot.put(&self.clock, &mut magazine) {
                 node.global.lock(&self.clock).spill(&mut magazine);
             }
+        }
+        if batch.is_empty() {
+            // First use (capacity 0) or just sent home: arm it.
+            batch.arm(REMOTE_BATCH);
         }
         let pushed = batch.push(frame);
         debug_assert!(pushed.is_ok(), "batch emptied when full");

@@ -84,7 +84,8 @@ impl<B: BitAlloc> Global<B> {
     /// Fills `magazine` with free frames; returns how many it took (0 when none is free).
     pub(crate) fn refill<const N: usize>(&mut self, magazine: &mut Stack<N>) -> usize {
         let mut taken = 0;
-        while !magazine.is_full() {
+        // `len < cap`, not `!is_full()`: an unarmed (capacity 0) magazine takes nothing.
+        while magazine.len() < magazine.cap() {
             let Some(frame) = self.alloc() else { break };
             let pushed = magazine.push(frame);
             debug_assert!(pushed.is_ok(), "magazine checked not full");

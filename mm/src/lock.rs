@@ -113,6 +113,11 @@ impl<T> TimedLock<T> {
 }
 
 impl<T> TimedGuard<'_, T> {
+    /// The clock reading when the lock was taken (0 without a clock).
+    pub(crate) fn acquired_at(&self) -> u64 {
+        self.acquired_at
+    }
+
     /// Whether taking the lock had to wait for another holder.
     pub(crate) fn was_contended(&self) -> bool {
         self.contended

@@ -104,6 +104,11 @@ impl<B: BitAlloc, C: FrameCheck> Engine<B, C> {
     /// Returns the size in force.
     pub(crate) fn memory_short(&self, node: usize) -> usize {
         let n = &self.nodes[node];
+        // Already at the minimum: nothing to do, and no depot lock taken on every miss of
+        // an exhausted node.
+        if n.depot.size() <= MIN_MAGAZINE_SIZE {
+            return n.depot.size();
+        }
         if let Resize::To(_) = n.depot.shrink(&self.clock) {
             let spill = |m: &mut _| n.global.lock(&self.clock).spill(m);
             while n.depot.spill_oversize(&self.clock, spill).is_some() {}

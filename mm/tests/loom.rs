@@ -1,5 +1,5 @@
 //! Loom models of the allocator's concurrency, on a 16-frame bitmap with 2-frame magazines
-//! and a 2-slot depot (the loom build's sizes). Run with
+//! (adaptive between 1 and 2), 2-slot depots and at most 2 nodes (the loom build's sizes). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p mm --features checked --release --test loom`.
 #![cfg(loom)]
 #![allow(unsafe_code)]
@@ -203,5 +203,38 @@ fn reclaim_races_a_depot_drain() {
         drainer.join().unwrap();
         assert!(run.is_ok(), "a depot frame was in transit: {run:?}");
         drop(taken);
+    });
+}
+
+/// CPU 0 frees six frames (filling its magazines and exchanging full ones with the depot)
+/// while another thread pins the magazine size from 2 to 1, which drains every magazine.
+/// No frame may be lost or handed out twice, and after the next drain every magazine has the
+/// new size.
+#[test]
+fn resize_races_a_magazine_exchange() {
+    model(|| {
+        let e = engine(8, 2);
+        let mut held: Vec<Frame> = (0..8).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
+        let kept = held.split_off(6);
+        let producer = {
+            let e = e.clone();
+            thread::spawn(move || held.into_iter().for_each(|f| e.free(&Cpu(0), f).unwrap()))
+        };
+        assert_eq!(e.set_magazine_size(Some(1)), Ok(1));
+        producer.join().unwrap();
+        let s = e.stats();
+        assert!(s.is_balanced(), "{s:?}");
+        assert_eq!(s.allocated, 2);
+        e.drain_all();
+        let f = e.alloc(&Cpu(1)).unwrap();
+        assert_eq!(
+            e.stats().cached,
+            0,
+            "a refill after the pin takes one frame"
+        );
+        for f in kept.into_iter().chain([f]) {
+            e.free(&Cpu(1), f).unwrap();
+        }
+        assert_all_free(&e, 8);
     });
 }

@@ -1,15 +1,20 @@
 //! Model-based property test: random sequences of alloc, free, bad free, contiguous alloc and
-//! free, drains, mode switches and depot caps over several CPUs, checked step by step against
-//! a reference model of which frames are free, held singly or held as runs. Needs the
-//! `checked` feature, which turns bad frees into errors instead of corruption.
+//! free, drains, mode switches, depot caps and magazine-size pins over several CPUs on one to
+//! three nodes, checked step by step against a reference model of which frames are free,
+//! held singly or held as runs, and on which node each free frame must sit (its home node,
+//! whichever CPU freed it). Needs the `checked` feature, which turns bad frees into errors
+//! instead of corruption.
 #![cfg(all(feature = "checked", not(loom)))]
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::{HostCpu, caches, frames, new_allocator};
-use mm::{AllocError, Frame, FrameAllocator, FreeErrorKind, Mode};
+use common::{HostCpu, frames, new_allocator};
+use mm::{
+    AllocError, CpuCache, FRAME_SIZE, Frame, FrameAllocator, FreeErrorKind, MemoryAffinity, Mode,
+    NodeLayout,
+};
 use proptest::prelude::*;
 
 const CPUS: usize = 3;
@@ -50,6 +55,7 @@ enum Op {
     DrainAll,
     SetMode(bool),
     DepotCap(usize),
+    MagazineSize(Option<usize>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -67,6 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::DrainAll),
         1 => any::<bool>().prop_map(Op::SetMode),
         1 => (0usize..200).prop_map(Op::DepotCap),
+        1 => prop_oneof![Just(None), Just(Some(8)), Just(Some(16)), Just(Some(256))]
+            .prop_map(Op::MagazineSize),
     ]
 }
 
@@ -76,6 +84,8 @@ struct Model {
     free: BTreeSet<u64>,
     singles: Vec<Frame>,
     runs: Vec<(Frame, usize)>,
+    /// Runs come from one node's bitmap: a free run across a node edge cannot be handed out.
+    layout: NodeLayout,
 }
 
 impl Model {
@@ -92,7 +102,12 @@ impl Model {
     fn has_run(&self, count: usize, align_log2: u32) -> bool {
         let step = 1u64 << align_log2;
         let last = self.managed.last().copied().unwrap_or(0);
-        (0..=last / step).any(|i| (0..count as u64).all(|k| self.free.contains(&(i * step + k))))
+        let node = |n: u64| self.layout.node_of(Frame::from_number(n));
+        (0..=last / step).any(|i| {
+            let first = i * step;
+            (0..count as u64)
+                .all(|k| self.free.contains(&(first + k)) && node(first + k) == node(first))
+        })
     }
 }
 
@@ -182,10 +197,22 @@ fn apply(a: &FrameAllocator, m: &mut Model, op: &Op) {
         Op::DepotCap(frames) => {
             a.set_depot_cap(frames);
         }
+        Op::MagazineSize(size) => {
+            a.set_magazine_size(size).unwrap();
+        }
     }
 }
 
 fn check_accounting(a: &FrameAllocator, m: &Model, scan_in_use: bool) {
+    // Every free frame sits on its home node, whichever CPU freed it.
+    let layout = a.layout();
+    for node in 0..layout.node_count() {
+        let n = a.node_stats(node);
+        let home = |f: &&u64| layout.node_of(Frame::from_number(**f)) == node;
+        let free_here = m.free.iter().filter(home).count() as u64;
+        assert_eq!(n.free + n.cached, free_here, "node {node}: {n:?}");
+        assert_eq!(n.managed, m.managed.iter().filter(home).count() as u64);
+    }
     let s = a.stats();
     assert!(s.is_balanced(), "{s:?}");
     assert_eq!(s.managed, m.managed.len() as u64);
@@ -196,6 +223,37 @@ fn check_accounting(a: &FrameAllocator, m: &Model, scan_in_use: bool) {
         assert_eq!(a.in_use_frames(), Some(m.held() as u64));
     }
     assert_eq!(s.anomalies, 0);
+}
+
+/// One to three nodes: each node's first frame (the first is 0); the last node's memory
+/// ends at frame `ends`, past which memory belongs to no node (it goes to node 0).
+fn nodes() -> impl Strategy<Value = (Vec<u64>, u64)> {
+    (prop::collection::btree_set(1u64..400, 0..3), 300u64..500)
+        .prop_map(|(starts, end)| (std::iter::once(0).chain(starts).collect(), end))
+}
+
+/// The layout of `nodes()` (domains 0.., CPU i on node i % count) and each CPU's node.
+fn layout_of(starts: &[u64], end: u64) -> NodeLayout {
+    let memory: Vec<MemoryAffinity> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &first)| {
+            let last = starts.get(i + 1).copied().unwrap_or(end.max(first + 1));
+            MemoryAffinity {
+                domain: i as u32,
+                base: first * FRAME_SIZE,
+                length: (last - first) * FRAME_SIZE,
+            }
+        })
+        .collect();
+    NodeLayout::from_affinity(&memory, &[], None, &[], &mut []).unwrap()
+}
+
+fn caches_on(nodes: usize) -> &'static [&'static CpuCache] {
+    let caches: Vec<&'static CpuCache> = (0..CPUS)
+        .map(|cpu| &*Box::leak(Box::new(CpuCache::on_node(cpu % nodes))))
+        .collect();
+    Box::leak(caches.into_boxed_slice())
 }
 
 /// Spans of frames, some overlapping, with holes, including frame 0 sometimes.
@@ -213,6 +271,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..300),
         as_runs in any::<bool>(),
         last_cpu in 0..CPUS,
+        (starts, end) in nodes(),
     ) {
         let a = new_allocator();
         let mut m = Model {
@@ -220,13 +279,16 @@ proptest! {
             free: BTreeSet::new(),
             singles: Vec::new(),
             runs: Vec::new(),
+            layout: layout_of(&starts, end),
         };
         for &(start, end) in &spans {
             a.add_ranges(&[frames(start, end)]);
             m.managed.extend((start.max(1))..end);
         }
         m.free = m.managed.clone();
-        a.attach_caches(caches(CPUS));
+        let layout = m.layout;
+        a.set_layout(&layout).unwrap();
+        a.attach_caches(caches_on(layout.node_count()));
         for (step, op) in ops.iter().enumerate() {
             apply(&a, &mut m, op);
             check_accounting(&a, &m, step % 8 == 7 || step + 1 == ops.len());
