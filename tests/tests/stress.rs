@@ -17,6 +17,10 @@ use tests::{Boot, Outcome, Status, boot};
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 const PHASES: [&str; 5] = ["repeat", "bulk", "cross", "random", "exhaust"];
+/// With two nodes or more the NUMA phases run too.
+const NUMA_PHASES: [&str; 7] = [
+    "repeat", "bulk", "cross", "remote", "numa", "random", "exhaust",
+];
 const MODES: [&str; 2] = ["baseline", "magazine"];
 
 /// The keys every `STAT` line has first, in this order: issue 5's format, then issue 9's
@@ -49,11 +53,16 @@ fn run(cmdline: &str, smp: u32, mem: &str) -> Outcome {
 }
 
 fn run_for(cmdline: &str, smp: u32, mem: &str, timeout: Duration) -> Outcome {
+    run_numa(cmdline, smp, 0, mem, timeout)
+}
+
+fn run_numa(cmdline: &str, smp: u32, nodes: u32, mem: &str, timeout: Duration) -> Outcome {
     boot(&Boot {
         smp,
         mem,
         cmdline,
         timeout,
+        numa_nodes: nodes,
         ..Default::default()
     })
 }
@@ -72,19 +81,25 @@ fn stress(smp: u32, mem: &str) -> Vec<Record> {
 
 fn stress_with(cmdline: &str, smp: u32, mem: &str, timeout: Duration) -> Vec<Record> {
     let out = run_for(cmdline, smp, mem, timeout);
+    assert_stress_passed(&out, smp, &PHASES)
+}
+
+/// Checks everything a passing stress run printed, its phases `phases`; returns the `STAT`
+/// records.
+fn assert_stress_passed(out: &Outcome, smp: u32, phases: &[&str]) -> Vec<Record> {
     out.assert_passed();
-    assert_stat_lines_in_order(&out);
+    assert_stat_lines_in_order(out);
     let records = out.records("STAT ");
-    assert_eq!(records.len(), PHASES.len() * MODES.len(), "{}", out.serial);
+    assert_eq!(records.len(), phases.len() * MODES.len(), "{}", out.serial);
     for (i, rec) in records.iter().enumerate() {
-        assert_eq!(rec["phase"], PHASES[i / 2], "{rec:?}");
+        assert_eq!(rec["phase"], phases[i / 2], "{rec:?}");
         assert_eq!(rec["mode"], MODES[i % 2], "{rec:?}");
         assert_eq!(rec["cpus"], smp.to_string(), "{rec:?}");
         assert_counters_consistent(rec);
         assert_alloc_cycles_fit(rec);
     }
     out.assert_contains("comparison at ");
-    assert_speedup_targets(&out);
+    assert_speedup_targets(out);
     records
 }
 
@@ -141,6 +156,11 @@ fn assert_counters_consistent(rec: &Record) {
     assert!(n("contended") <= n("lock_acq"), "{rec:?}");
     let hit_rate = n("hit_rate");
     assert!((0.0..=1.0).contains(&hit_rate), "{rec:?}");
+    // NUMA keys: the local rate is the allocator's own count; one size per node's depot.
+    let local = 1.0 - n("remote_allocs") / n("allocs").max(1.0);
+    assert!((n("local_rate") - local).abs() < 1e-3, "{rec:?}");
+    let sizes = rec["mag_sizes"].split(',').count();
+    assert_eq!(sizes as f64, n("nodes"), "{rec:?}");
     if rec["mode"] == "baseline" {
         // Every single-frame operation takes the global lock and none touches a magazine.
         assert_eq!((n("hits"), n("misses")), (0.0, 0.0), "{rec:?}");
@@ -158,6 +178,12 @@ fn assert_counters_consistent(rec: &Record) {
     } else {
         assert_eq!(n("alloc_failures"), 0.0, "{rec:?}");
     }
+}
+
+/// The magazine-mode `exhaust` record.
+fn exhaust(records: &[Record]) -> &Record {
+    let is_it = |r: &&Record| r["phase"] == "exhaust" && r["mode"] == "magazine";
+    records.iter().find(is_it).expect("an exhaust STAT line")
 }
 
 /// Both modes' `exhaust` runs obtained the same frames: all that were free.
@@ -214,7 +240,7 @@ fn stress_sixty_four_cpus() {
 #[test]
 fn stress_with_256m() {
     let records = stress(4, "256M");
-    let frames = num(&records[8], "exhausted");
+    let frames = num(exhaust(&records), "exhausted");
     // 256 MiB minus the kernel, the loader's reserved areas and the BIOS.
     assert!((50_000.0..65_536.0).contains(&frames), "{frames} frames");
 }
@@ -222,7 +248,7 @@ fn stress_with_256m() {
 #[test]
 fn stress_with_2g() {
     let records = stress(4, "2G");
-    let frames = num(&records[8], "exhausted");
+    let frames = num(exhaust(&records), "exhausted");
     assert!((450_000.0..524_288.0).contains(&frames), "{frames} frames");
 }
 
@@ -281,4 +307,65 @@ fn stall_hook_refuses_the_bsp() {
     let out = run("test=stress stress.stall=0", 2, "512M");
     out.assert_status(Status::Failed);
     out.assert_contains("RESULT FAIL stress.stall=0 is the BSP");
+}
+
+/// Boots the stress suite on `smp` CPUs over `nodes` NUMA nodes and checks it: every phase
+/// passes its invariants (nothing lost, `exhaust` drains every node), the `numa` phase is
+/// served from each CPU's own node (`local_rate` at least 0.99, magazine and baseline), the
+/// `remote` phase sends every free home to another node, and the per-node lines add up.
+fn stress_numa(smp: u32, nodes: u32, mem: &str) {
+    let out = run_numa("test=stress", smp, nodes, mem, TIMEOUT_64);
+    let records = assert_stress_passed(&out, smp, &NUMA_PHASES);
+    assert_exhaust_agrees(&records);
+    for rec in records.iter().filter(|r| r["phase"] == "numa") {
+        assert!(num(rec, "local_rate") >= 0.99, "{rec:?}");
+        assert_eq!(num(rec, "nodes"), f64::from(nodes), "{rec:?}");
+    }
+    let remote = records
+        .iter()
+        .find(|r| r["phase"] == "remote" && r["mode"] == "magazine")
+        .unwrap();
+    assert_eq!(
+        num(remote, "remote_frees"),
+        num(remote, "frees"),
+        "{remote:?}"
+    );
+    let node_lines = out.records("NODESTAT ");
+    assert_eq!(
+        node_lines.len(),
+        records.len() * nodes as usize,
+        "{}",
+        out.serial
+    );
+    for (rec, per_node) in records.iter().zip(node_lines.chunks(nodes as usize)) {
+        let sum = |key: &str| per_node.iter().map(|n| num(n, key)).sum::<f64>();
+        let allocs = sum("local_allocs") + sum("remote_allocs");
+        assert_eq!(allocs, num(rec, "allocs"), "{rec:?}\n{per_node:?}");
+        assert_eq!(sum("remote_allocs"), num(rec, "remote_allocs"), "{rec:?}");
+        let pinned_or_bounded = per_node.iter().all(|n| {
+            let size = num(n, "mag_size");
+            (8.0..=256.0).contains(&size)
+        });
+        assert!(pinned_or_bounded, "{per_node:?}");
+    }
+}
+
+#[test]
+fn numa_two_nodes_four_cpus_1g() {
+    stress_numa(4, 2, "1G");
+}
+
+#[test]
+fn numa_four_nodes_eight_cpus_6g() {
+    stress_numa(8, 4, "6G");
+}
+
+#[test]
+fn numa_two_nodes_eight_cpus_6g() {
+    stress_numa(8, 2, "6G");
+}
+
+#[test]
+fn numa_four_nodes_four_cpus_1g() {
+    stress_numa(4, 4, "1G");
 }

@@ -120,7 +120,14 @@ pub fn run() -> Result<(), String> {
     let stamper = Stamper::new(boot.hhdm_offset);
     warm_up(stamper, config)?;
     let mut runs = Vec::new();
-    for phase in Phase::ALL {
+    let nodes = crate::numa::topology().layout.node_count();
+    if nodes < 2 {
+        arch::println!("stress: one node: the NUMA phases (remote, numa) do not run");
+    }
+    for phase in Phase::ALL
+        .into_iter()
+        .filter(|p| nodes > 1 || !p.needs_nodes())
+    {
         for mode in MODES {
             // The test hook stalls its CPU in the first reported run only.
             let stall = config.stall.filter(|_| runs.is_empty());

@@ -89,6 +89,12 @@ impl Phase {
         }
     }
 
+    /// Whether the phase measures something only with two nodes or more (with one, `remote`
+    /// is `cross` and `numa` is `bulk` run deeper: they do not run).
+    pub fn needs_nodes(self) -> bool {
+        matches!(self, Phase::Remote | Phase::Numa)
+    }
+
     /// Runs this phase's share of the work on the current CPU.
     pub fn run(self, w: &mut Worker, shared: &Shared) {
         match self {
