@@ -8,37 +8,15 @@
 mod common;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread;
 
-use common::{HostCpu, frames, host_clock, new_allocator};
+use common::{HostCpu, Owners, frames, host_clock, new_allocator};
 use mm::{CpuCache, FRAME_SIZE, Frame, FrameAllocator, MemoryAffinity, NodeLayout};
 
 const THREADS: usize = 8;
 /// Frames managed: few enough that the threads run nodes dry now and then.
 const END: u64 = 3_001;
-
-struct Owners(Vec<AtomicU32>);
-
-impl Owners {
-    fn claim(&self, f: Frame, cpu: usize) {
-        let old = self.0[f.number() as usize].swap(cpu as u32 + 1, Relaxed);
-        assert_eq!(
-            old,
-            0,
-            "{f} handed to CPU {cpu} while CPU {} holds it",
-            old - 1
-        );
-    }
-
-    fn release(&self, f: Frame) {
-        assert_ne!(
-            self.0[f.number() as usize].swap(0, Relaxed),
-            0,
-            "{f} not held"
-        );
-    }
-}
 
 fn rig(nodes: usize) -> Box<FrameAllocator> {
     let a = new_allocator();
@@ -102,7 +80,7 @@ fn worker(a: &FrameAllocator, owners: &Owners, slots: &[Mutex<Vec<Frame>>], cpu:
 fn resize_while_running(nodes: usize) {
     let a = rig(nodes);
     let managed = a.stats().managed;
-    let owners = Owners((0..END).map(|_| AtomicU32::new(0)).collect());
+    let owners = Owners::new(END);
     let slots: Vec<Mutex<Vec<Frame>>> = (0..THREADS).map(|_| Mutex::new(Vec::new())).collect();
     let stop = AtomicBool::new(false);
     let mut pins = 0;

@@ -5,41 +5,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Barrier, Mutex};
 use std::thread;
 
-use common::{HostCpu, caches, frames, host_clock, new_allocator};
+use common::{HostCpu, Owners, caches, frames, host_clock, new_allocator};
 use mm::{AllocError, Frame, FrameAllocator, Mode};
 
 const THREADS: usize = 8;
-
-/// Who holds each frame (0 = nobody, else thread + 1).
-struct Owners(Vec<AtomicU32>);
-
-impl Owners {
-    fn new(end: u64) -> Self {
-        Owners((0..end).map(|_| AtomicU32::new(0)).collect())
-    }
-
-    fn claim(&self, frame: Frame, cpu: usize) {
-        let slot = &self.0[frame.number() as usize];
-        if let Err(owner) = slot.compare_exchange(0, cpu as u32 + 1, Relaxed, Relaxed) {
-            panic!(
-                "{frame} handed to CPU {cpu} while CPU {} holds it",
-                owner - 1
-            );
-        }
-    }
-
-    fn release(&self, frame: Frame) {
-        assert_ne!(
-            self.0[frame.number() as usize].swap(0, Relaxed),
-            0,
-            "{frame} not held"
-        );
-    }
-}
 
 struct Rig {
     a: Box<FrameAllocator>,

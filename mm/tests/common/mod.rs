@@ -3,9 +3,10 @@
 
 use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
-use mm::{CpuCache, CpuGuard, FRAME_SIZE, FrameAllocator, PhysRange};
+use mm::{CpuCache, CpuGuard, FRAME_SIZE, Frame, FrameAllocator, PhysRange};
 
 /// A thread playing CPU `.0`.
 pub struct HostCpu(pub usize);
@@ -59,4 +60,35 @@ pub fn allocator(first: u64, end: u64, cpus: usize) -> Box<FrameAllocator> {
 pub fn host_clock() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Who holds each frame (0 = nobody, else CPU + 1): a duplicate is caught the moment the
+/// allocator hands it out.
+pub struct Owners(Vec<AtomicU32>);
+
+impl Owners {
+    /// Nobody holds any of frames `0..end`.
+    pub fn new(end: u64) -> Self {
+        Owners((0..end).map(|_| AtomicU32::new(0)).collect())
+    }
+
+    /// Records that CPU `cpu` holds `frame`; panics if someone already does.
+    pub fn claim(&self, frame: Frame, cpu: usize) {
+        let slot = &self.0[frame.number() as usize];
+        if let Err(owner) = slot.compare_exchange(0, cpu as u32 + 1, Relaxed, Relaxed) {
+            panic!(
+                "{frame} handed to CPU {cpu} while CPU {} holds it",
+                owner - 1
+            );
+        }
+    }
+
+    /// Records that `frame` is given back; panics if nobody held it.
+    pub fn release(&self, frame: Frame) {
+        assert_ne!(
+            self.0[frame.number() as usize].swap(0, Relaxed),
+            0,
+            "{frame} not held"
+        );
+    }
 }
