@@ -58,6 +58,17 @@ fn assert_all_free(e: &Model, managed: u64) {
     assert_eq!(e.in_use_frames(), Some(0));
 }
 
+/// CPU 0 takes all 8 frames of `e`, then frees six of them on another thread (filling its
+/// magazines and exchanging full ones with the depot); returns that thread and the two kept.
+fn cpu0_frees_six_of_eight(e: &Arc<Model>) -> (thread::JoinHandle<()>, Vec<Frame>) {
+    let mut held: Vec<Frame> = (0..8).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
+    let kept = held.split_off(6);
+    let e = e.clone();
+    let producer =
+        thread::spawn(move || held.into_iter().for_each(|f| e.free(&Cpu(0), f).unwrap()));
+    (producer, kept)
+}
+
 /// CPU 0 holds every frame and frees six: its two magazines fill and full magazines go to
 /// the depot, while CPU 1 allocates and takes them from the depot (or, if it comes first,
 /// reclaims them from CPU 0's cache, or fails because nothing is free yet).
@@ -65,12 +76,7 @@ fn assert_all_free(e: &Model, managed: u64) {
 fn magazine_exchange_with_the_depot() {
     model(|| {
         let e = engine(8, 2);
-        let mut held: Vec<Frame> = (0..8).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
-        let kept = held.split_off(6);
-        let producer = {
-            let e = e.clone();
-            thread::spawn(move || held.into_iter().for_each(|f| e.free(&Cpu(0), f).unwrap()))
-        };
+        let (producer, kept) = cpu0_frees_six_of_eight(&e);
         let taken: Vec<Frame> = (0..2).filter_map(|_| e.alloc(&Cpu(1)).ok()).collect();
         producer.join().unwrap();
         let s = e.stats();
@@ -214,12 +220,7 @@ fn reclaim_races_a_depot_drain() {
 fn resize_races_a_magazine_exchange() {
     model(|| {
         let e = engine(8, 2);
-        let mut held: Vec<Frame> = (0..8).map(|_| e.alloc(&Cpu(0)).unwrap()).collect();
-        let kept = held.split_off(6);
-        let producer = {
-            let e = e.clone();
-            thread::spawn(move || held.into_iter().for_each(|f| e.free(&Cpu(0), f).unwrap()))
-        };
+        let (producer, kept) = cpu0_frees_six_of_eight(&e);
         assert_eq!(e.set_magazine_size(Some(1)), Ok(1));
         producer.join().unwrap();
         let s = e.stats();
