@@ -9,7 +9,8 @@
 //! Each node has one depot, and each depot owns its node's magazine size (Bonwick's
 //! magazine resizing): it counts its lock's contended acquisitions over windows of
 //! [`GROW_WINDOW`] acquisitions and doubles the size (up to [`MAX_MAGAZINE_SIZE`]) after a
-//! window with [`GROW_CONTENDED`] or more, or one that lasted under [`GROW_BUSY_CYCLES`];
+//! window with [`GROW_CONTENDED`] or more, or one in which the lock was held at least a
+//! [`GROW_BUSY_SHARE`]th of the time;
 //! the engine halves it (down to [`MIN_MAGAZINE_SIZE`]) when the node runs out of frames
 //! ([`Depot::shrink`]), and `set_magazine_size` pins it ([`Depot::pin`]). CPUs read the
 //! size without the lock when they arm an empty magazine.
@@ -48,14 +49,19 @@ pub(crate) const GROW_WINDOW: u32 = 64;
 /// check that 3 in a window keep the size and 4 double it.
 pub(crate) const GROW_CONTENDED: u32 = 4;
 
-/// Clock cycles under which a whole window of depot acquisitions counts as busy: 128000
-/// (2000 cycles per exchange). An exchange costs a lock round trip and a copy of the
-/// magazine, a few hundred cycles even uncontended; when CPUs come back to the depot every
-/// 2000 cycles or sooner, that fixed cost is over a tenth of their time, and bigger
-/// magazines divide it. The contention rule alone never fires on one CPU, yet the sweep
-/// with `benches/compare.rs` shows bulk and cross at one thread twice as fast at size 128
-/// as at 32. Without a clock (reads 0) only contention grows magazines.
-pub(crate) const GROW_BUSY_CYCLES: u64 = 2000 * GROW_WINDOW as u64;
+/// A window counts as busy when the depot lock was held at least 1/16 of its duration
+/// (summed hold cycles over the window's clock span). That share is the lock's utilisation:
+/// the chance that an acquisition arriving at a random moment finds the lock taken, so the
+/// busy rule asks for what the contention rule asks ([`GROW_CONTENDED`] in [`GROW_WINDOW`],
+/// also 1 in 16) before it happens, and also where it cannot happen: one CPU alone spends
+/// 1/16 of its time in depot exchanges, a cost bigger magazines divide. The contention rule
+/// alone never fired on one CPU, yet `benches/compare.rs` ran bulk and cross at one thread
+/// twice as fast at size 128 as at 32. The rule is a ratio of two clock spans, so it holds
+/// at any clock rate: an earlier absolute bound (a window under 128000 cycles) grew the
+/// magazines on the host but never in the kernel under QEMU, where an exchange takes far
+/// more cycles (kbench: bulk at 2 nodes ran 2x slower than at a pinned 128). Without a clock
+/// (reads 0) only contention grows magazines.
+pub(crate) const GROW_BUSY_SHARE: u64 = 16;
 
 /// The magazines, the cap and the resizing state, guarded by the depot lock.
 struct Shelf {
@@ -75,6 +81,8 @@ struct Shelf {
     window_contended: u32,
     /// Clock reading at the window's first acquisition.
     window_start: u64,
+    /// The lock's summed hold cycles when the window opened.
+    window_held_start: u64,
     /// Times the size grew and shrank.
     grows: u64,
     shrinks: u64,
@@ -144,6 +152,7 @@ impl Depot {
                     window: 0,
                     window_contended: 0,
                     window_start: 0,
+                    window_held_start: 0,
                     grows: 0,
                     shrinks: 0,
                 }),
@@ -161,20 +170,24 @@ impl Depot {
         }
     }
 
-    /// Takes the depot lock, feeding its contention and its rate into the resizing window.
-    /// Bonwick grows the magazines when the depot lock is contended; here also when a whole
-    /// window of exchanges comes faster than [`GROW_BUSY_CYCLES`].
+    /// Takes the depot lock, feeding its contention and its utilisation into the resizing
+    /// window. Bonwick grows the magazines when the depot lock is contended; here also when
+    /// it was held at least a [`GROW_BUSY_SHARE`]th of the window.
     fn lock<'a>(&'a self, clock: &'a Clock) -> crate::lock::TimedGuard<'a, Shelf> {
         let mut shelf = self.shelf.lock(clock);
         let contended = shelf.was_contended();
         let now = shelf.acquired_at();
+        let held = shelf.held_cycles_before();
         if shelf.window == 0 {
             shelf.window_start = now;
+            shelf.window_held_start = held;
         }
         shelf.window += 1;
         shelf.window_contended += u32::from(contended);
         if shelf.window >= GROW_WINDOW {
-            let busy = now != 0 && now.saturating_sub(shelf.window_start) < GROW_BUSY_CYCLES;
+            let span = now.saturating_sub(shelf.window_start);
+            let held = held.saturating_sub(shelf.window_held_start);
+            let busy = span != 0 && held.saturating_mul(GROW_BUSY_SHARE) >= span;
             if (shelf.window_contended >= GROW_CONTENDED || busy) && !shelf.pinned {
                 let size = self.size();
                 if size < MAX_MAGAZINE_SIZE {

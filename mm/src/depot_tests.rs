@@ -76,9 +76,21 @@ fn spill_one_empties_the_depot() {
 }
 
 static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// A slow clock: every reading is a whole busy window later, so only contention counts.
+/// A clock that moves one cycle per reading, and [`idle`] moves on a lot.
 fn tick() -> u64 {
-    TICKS.fetch_add(GROW_BUSY_CYCLES, Relaxed)
+    TICKS.fetch_add(1, Relaxed)
+}
+
+/// Time passing away from the depot: with it after every exchange, the depot lock is held a
+/// tiny share of the window, so only contention counts.
+fn idle() {
+    TICKS.fetch_add(1000 * GROW_BUSY_SHARE, Relaxed);
+}
+
+/// An exchange, then a long while away from the depot.
+fn idle_get(depot: &Depot, clock: &Clock) {
+    depot.get(clock, &mut Magazine::zeroed());
+    idle();
 }
 
 /// Takes the depot lock on another thread while this one holds it, so that acquisition
@@ -103,18 +115,20 @@ fn contention_grows_the_magazines_pins_and_shortage_shrink_them() {
     // A window with one contended acquisition too few keeps the size.
     for _ in 0..GROW_CONTENDED - 1 {
         contended_get(&depot, &clock);
+        idle();
     }
     let taken = depot.lock_stats().acquisitions;
     for _ in taken..u64::from(GROW_WINDOW) {
-        depot.get(&clock, &mut Magazine::zeroed());
+        idle_get(&depot, &clock);
     }
     assert_eq!(depot.size(), MAGAZINE_SIZE);
     // A window with enough doubles it.
     for _ in 0..GROW_CONTENDED {
         contended_get(&depot, &clock);
+        idle();
     }
     for _ in GROW_CONTENDED..GROW_WINDOW {
-        depot.get(&clock, &mut Magazine::zeroed());
+        idle_get(&depot, &clock);
     }
     assert_eq!(depot.size(), 2 * MAGAZINE_SIZE);
     assert_eq!(depot.resizes(), (1, 0));

@@ -26,6 +26,9 @@ pub(crate) struct TimedLock<T> {
     contended: AtomicU64,
     wait_cycles: AtomicU64,
     max_hold_cycles: AtomicU64,
+    /// Cycles the lock was held, summed over every hold since it was made (never reset: the
+    /// depot reads differences of it to measure how busy its lock is).
+    held_cycles: AtomicU64,
 }
 
 /// Holds a [`TimedLock`]; records the hold time and releases the lock when dropped.
@@ -52,6 +55,7 @@ impl<T> TimedLock<T> {
                 contended: AtomicU64::new(0),
                 wait_cycles: AtomicU64::new(0),
                 max_hold_cycles: AtomicU64::new(0),
+                held_cycles: AtomicU64::new(0),
             }
         }
     }
@@ -113,6 +117,12 @@ impl<T> TimedLock<T> {
 }
 
 impl<T> TimedGuard<'_, T> {
+    /// Cycles the lock was held before this hold, summed over all earlier holds: exact, since
+    /// only holders write it.
+    pub(crate) fn held_cycles_before(&self) -> u64 {
+        self.owner.held_cycles.load(Relaxed)
+    }
+
     /// The clock reading when the lock was taken (0 without a clock).
     pub(crate) fn acquired_at(&self) -> u64 {
         self.acquired_at
@@ -127,6 +137,7 @@ impl<T> TimedGuard<'_, T> {
 impl<T> Drop for TimedGuard<'_, T> {
     fn drop(&mut self) {
         let held = self.clock.now().saturating_sub(self.acquired_at);
+        add(&self.owner.held_cycles, held);
         let max = &self.owner.max_hold_cycles;
         if held > max.load(Relaxed) {
             max.store(held, Relaxed);

@@ -101,7 +101,8 @@ fn magazine_size_table() -> Result<(), String> {
     }
     println!();
     println!(
-        "magazine sizes at 2 nodes, -smp 4 (magazine mode; ns = allocator ns/op; g, d = global,          depot acquisitions per 1000 ops; vs best = adaptive ns / best fixed ns)"
+        "magazine sizes at 2 nodes, -smp 4 (magazine mode; ns = allocator ns/op; g, d = global, \
+         depot acquisitions per 1000 ops; vs best = adaptive ns / best fixed ns)"
     );
     print!("{:<8} {:>22} {:>9}", "phase", "adaptive ns/g/d", "sizes");
     for size in FIXED_SIZES {
