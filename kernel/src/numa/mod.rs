@@ -15,7 +15,8 @@
 //! - `NUMA nodes=1 source=fallback reason="..."`: the tables were there but wrong (a table
 //!   that fails the `acpi` crate's checks, a malformed entry, overlapping ranges, a CPU with no
 //!   node, a node with no memory); the reason names what, and the kernel goes on with one
-//!   node. Nothing here panics on table contents or loops on them.
+//!   node; also when `mm` refuses the table (more spans than a node's table holds). Nothing
+//!   here panics on table contents or loops on them.
 //!
 //! A SLIT that cannot be read (too short for its locality count) is reported on its own line
 //! and ignored (distances default to 10 local, 20 remote); one that does not cover every
@@ -49,10 +50,16 @@ pub fn init(boot: &BootInfo) -> &'static Topology {
     TOPOLOGY.call_once(|| {
         let topology = discover(boot);
         let _cpu = crate::memory::pin();
-        if let Err(e) = crate::memory::FRAMES.set_layout(&topology.layout) {
-            panic!("mm refused the node layout: {e:?}");
+        match crate::memory::FRAMES.set_layout(&topology.layout) {
+            Ok(()) => topology,
+            // `mm` checks before it moves any frame: refused, it still has one node.
+            Err(e) => {
+                arch::println!(
+                    "NUMA nodes=1 source=fallback reason=\"mm refused the layout: {e:?}\""
+                );
+                single_node(boot.lapic_ids.len())
+            }
         }
-        topology
     })
 }
 
