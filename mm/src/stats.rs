@@ -166,7 +166,7 @@ pub struct NodeStats {
     pub magazine_size: usize,
     /// Whether that size is pinned (`set_magazine_size(Some(_))`).
     pub magazine_pinned: bool,
-    /// Times the depot grew its magazines (its lock was contended).
+    /// Times the depot grew its magazines (its lock was contended or busy).
     pub magazine_grows: u64,
     /// Times the depot shrank its magazines (the node ran out of memory).
     pub magazine_shrinks: u64,

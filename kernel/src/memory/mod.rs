@@ -108,7 +108,7 @@ pub fn configure_magazines(cmdline: &Cmdline<'_>) -> Result<(), String> {
     let _cpu = pin();
     let size = FRAMES
         .set_magazine_size(pinned)
-        .map_err(|e| format!("mag={}: {e}", pinned.unwrap_or(0)))?;
+        .map_err(|e| format!("mag={}: {e}", e.size))?;
     match pinned {
         Some(_) => arch::println!("frames: magazine size pinned at {size} (mag=)"),
         None => arch::println!("frames: adaptive magazine size, starting at {size}"),

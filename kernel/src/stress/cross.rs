@@ -152,10 +152,12 @@ impl Cross {
 /// other CPU for a CPU whose node is the only one with CPUs).
 fn peers(cpus: usize, nodes: Option<&[u8]>) -> Vec<bool> {
     let other_node = |src: usize, dst: usize| nodes.is_none_or(|n| n[src] != n[dst]);
-    let has_remote = |src: usize| (0..cpus).any(|dst| dst != src && other_node(src, dst));
+    let has_remote: Vec<bool> = (0..cpus)
+        .map(|src| (0..cpus).any(|dst| dst != src && other_node(src, dst)))
+        .collect();
     (0..cpus * cpus)
         .map(|i| (i / cpus, i % cpus))
-        .map(|(src, dst)| dst != src && (other_node(src, dst) || !has_remote(src)))
+        .map(|(src, dst)| dst != src && (other_node(src, dst) || !has_remote[src]))
         .collect()
 }
 

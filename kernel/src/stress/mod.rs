@@ -210,17 +210,16 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
     for (cpu, run) in cpu_runs.iter_mut().enumerate() {
         run.counters = FRAMES.cpu_stats(cpu);
     }
+    let after = FRAMES.stats();
     PhaseRun {
         phase,
         mode,
         cpus: cpu_runs,
         before,
-        after: FRAMES.stats(),
+        after,
         in_use: FRAMES.in_use_frames(),
         exhausted: shared.exhausted.into_inner(),
-        nodes: (0..FRAMES.stats().nodes)
-            .map(|n| FRAMES.node_stats(n))
-            .collect(),
+        nodes: (0..after.nodes).map(|n| FRAMES.node_stats(n)).collect(),
     }
 }
 
