@@ -31,19 +31,20 @@
 //! Bursts of frees through the depot remain measured by `bulk`.
 //!
 //! Otherwise the workload is unchanged: the same sends, batches and queue bounds in both
-//! modes, every frame allocated on one CPU and freed on another. Deeper queues or
-//! magazine-sized batches were tried: they cut the waiting but let senders run further ahead
-//! of descheduled receivers, and the depot overflowed to the global lock (about 500
-//! acquisitions instead of 60), costing the allocator-only ratio what they gained in wall time.
+//! modes, every frame allocated on one CPU and freed on another. Deeper queues (16, 32 and
+//! 64 batches, measured again after the change below) did not raise magazine-mode throughput
+//! beyond the noise, and took the global lock more often (up to 146 times a run, against
+//! 13 to 36 with 8).
 //!
-//! What remains is TCG on an oversubscribed host. In five `just run-smp 8` runs of this
-//! harness (two host cores shared with other builds, load 16 to 27) the allocator-only ratio
-//! for `cross` was 20 to 80 and the wall ratio 2.5 to 5.7, at least 5 in three runs of five.
-//! The wall ratio falls as the host gets quieter: the baseline gains most (fewer global lock
-//! holders descheduled), and the harness's own per-frame work (stamp, check, queue, wake-up),
-//! the same in both modes, then dominates the magazine run. A single vCPU descheduled while it
-//! holds the depot lock still costs millions of cycles to every waiter (up to 13 M in those
-//! runs, against 226 M before).
+//! What still cost most was the clock. Each allocator call was timed with two TSC reads, and
+//! under TCG every guest TSC read takes one host lock all vCPUs share: `perf record` on QEMU
+//! put that lock's function (`cpu_get_ticks`) at a sixth of QEMU's host time in magazine-mode
+//! `cross`. A worker now times a burst of up to 8 allocator calls at once ([`super::burst`]):
+//! a batch is one burst on each side. Magazine-mode `cross` went from a median of 1.24 M to
+//! 2.02 M ops/s in 16 alternated runs of each build. Five `just run-smp 8` runs then gave
+//! wall ratios 6.6 to 9.8 and allocator-only ratios 61 to 88. The host remains the noise:
+//! the VM's own CPUs show 17 to 25% steal while QEMU runs, and the baseline alone moves
+//! between 210 k and 420 k ops/s from run to run.
 #![deny(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -53,7 +54,7 @@ use crossbeam_queue::ArrayQueue;
 use mm::Frame;
 
 use super::wake::Sleepers;
-use super::worker::{Held, Worker};
+use super::worker::{BURST, Held, Worker};
 
 /// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
 /// [`Shared::new`]).
@@ -62,9 +63,9 @@ const CROSS_SENDS: usize = 10_000;
 /// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
 /// cores), as it was when the queues' heap bound held it there.
 const CROSS_TOTAL_SENDS: usize = 16 * CROSS_SENDS;
-/// `cross`: frames per batch, one queue operation each: a quarter magazine, so a receiver's
-/// magazines still fill from several senders' batches.
-const CROSS_BATCH: usize = 8;
+/// `cross`: frames per batch, one queue operation each: one worker burst (a quarter magazine),
+/// so a receiver's magazines still fill from several senders' batches.
+const CROSS_BATCH: usize = BURST;
 /// `cross`: batches one queue holds at most (64 frames, two magazines). Bounding what is in
 /// flight keeps the phase a steady exchange of magazines through the depot: with unbounded
 /// queues, senders that ran ahead of descheduled receivers (with more virtual CPUs than host
@@ -177,13 +178,12 @@ fn queue_bytes(cpus: usize, sends: usize) -> usize {
     cpus * cpus * queue_capacity(cpus, sends) * slot
 }
 
-/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs, chained through their
-/// stamps as `exhaust` chains its frames: each frame's link word names the one allocated
-/// before it, whose tag is one less. The queue slot holds only the last frame, its tag and
-/// the length, so a push or pop moves three words whatever the batch size.
+/// Up to [`CROSS_BATCH`] single frames in transit between two CPUs: one worker burst, a chain
+/// through the frames' stamps ([`Worker::alloc_burst`]). The queue slot holds only the last
+/// frame, its tag and the length, so a push or pop moves three words whatever the batch size.
 #[derive(Clone, Copy)]
 struct Batch {
-    head: Frame,
+    last: Frame,
     tag: u64,
     len: usize,
 }
@@ -191,39 +191,22 @@ struct Batch {
 impl Batch {
     /// Allocates up to `n` (at most [`CROSS_BATCH`]) frames; `None` if it got none.
     fn alloc(w: &mut Worker, n: usize) -> Option<Batch> {
-        let mut batch: Option<Batch> = None;
-        for _ in 0..n.min(CROSS_BATCH) {
-            let link = batch.map_or(0, |b| b.head.number() + 1);
-            // A failure ends the batch; the frames already in it still travel.
-            let Some(held) = w.alloc_linked(link) else {
-                break;
-            };
-            batch = Some(Batch {
-                head: held.frame,
-                tag: held.tag,
-                len: batch.map_or(1, |b| b.len + 1),
-            });
-        }
-        batch
+        let burst = w.alloc_burst(n.min(CROSS_BATCH));
+        // A failure ends the batch; the frames already in it still travel.
+        burst.last().map(|last| Batch {
+            last: last.frame,
+            tag: last.tag,
+            len: burst.len(),
+        })
     }
 
     /// Checks and frees every frame of the chain; returns how many.
     fn free(self, w: &mut Worker) -> usize {
-        let mut next = Some(Held {
-            frame: self.head,
+        let freed = w.free_chain(Held {
+            frame: self.last,
             count: 1,
             tag: self.tag,
         });
-        let mut freed = 0;
-        while let Some(held) = next {
-            let link = w.free(held);
-            freed += 1;
-            next = (link != 0).then(|| Held {
-                frame: Frame::from_number(link - 1),
-                count: 1,
-                tag: held.tag - 1,
-            });
-        }
         if freed != self.len {
             w.fail(alloc::format!(
                 "cpu {}: a cross batch of {} frames had a chain of {freed}",

@@ -30,6 +30,7 @@
 //! `TARGET` lines for the performance targets (reported, not enforced: they depend on the
 //! host), and the verdict: `RESULT PASS` or `RESULT FAIL <reason>`.
 
+mod burst;
 mod cross;
 mod live;
 mod nodes;

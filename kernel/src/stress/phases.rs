@@ -20,12 +20,12 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use mm::{Frame, MAGAZINE_SIZE};
+use mm::MAGAZINE_SIZE;
 
 use super::cross::{self, Cross};
 use super::rng::Rng;
 use super::wake::Sleepers;
-use super::worker::{Held, Worker};
+use super::worker::{BURST, Held, Worker};
 
 /// `repeat`: alloc+free pairs per CPU.
 const REPEAT_PAIRS: usize = 20_000;
@@ -155,12 +155,14 @@ fn batches(w: &mut Worker, depth: usize, rounds: usize) {
     let mut batch = Vec::with_capacity(depth);
     for _ in 0..rounds {
         while batch.len() < depth {
-            let Some(held) = w.alloc() else { break };
-            batch.push(held);
+            let want = (depth - batch.len()).min(BURST);
+            let burst = w.alloc_burst(want);
+            batch.extend_from_slice(&burst);
+            if burst.len() < want {
+                break; // refused (recorded): free what it got
+            }
         }
-        while let Some(held) = batch.pop() {
-            w.free(held);
-        }
+        w.free_all(batch.drain(..).rev());
     }
 }
 
@@ -206,12 +208,7 @@ fn exhaust(w: &mut Worker, s: &Shared) {
         w.wait(&s.sleepers, || s.dry.load(Ordering::Acquire) == s.cpus);
     }
     w.resume();
-    while let Some(held) = head {
-        let link = w.free(held);
-        head = (link != 0).then(|| Held {
-            frame: Frame::from_number(link - 1),
-            count: 1,
-            tag: held.tag - 1,
-        });
+    if let Some(last) = head {
+        w.free_chain(last);
     }
 }
