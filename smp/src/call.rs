@@ -95,6 +95,16 @@ pub fn init() {
     arch::idt::set_handler(SMP_CALL, |_| {});
 }
 
+/// Wakes CPU `cpu` from `hlt` without posting a call (the call IPI, whose handler does
+/// nothing): for code that halts until another CPU has work for it. A CPU without a
+/// per-CPU area (not started) is left alone.
+pub fn wake(cpu: usize) {
+    if let Some(target) = area(cpu) {
+        let pin = pin();
+        arch::apic::send_ipi(pin.irq_guard(), SMP_CALL, target.lapic_id());
+    }
+}
+
 /// Runs `f` on CPU `cpu` (directly if it is the current CPU) and waits until it finished.
 ///
 /// Panics if `cpu` is not online or does not pick the call up in time.

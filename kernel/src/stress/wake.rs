@@ -8,8 +8,8 @@
 //! fallback: a lost wake-up costs at most one tick, never a hang.
 //!
 //! # Implementation
-//! The wake-up IPI is [`SMP_CALL`](arch::vectors::SMP_CALL), whose handler does nothing but
-//! wake the CPU from `hlt` (`smp::call`); the woken CPU is in our wait loop, not in `smp`'s,
+//! The wake-up IPI is `smp`'s ([`smp::call::wake`]): the call IPI with no call posted, whose
+//! handler does nothing but end the `hlt`; the woken CPU is in our wait loop, not in `smp`'s,
 //! so no call is looked for. The sleeper disables interrupts, marks itself asleep, looks for
 //! work once more and halts with `sti; hlt` (atomic: an IPI sent after the look wakes it).
 //! A waker publishes its work, then reads the mark; a `SeqCst` fence on each side orders the
@@ -63,7 +63,7 @@ impl Sleepers {
         fence(Ordering::SeqCst);
         let mark = &self.marks[cpu].0;
         if mark.load(Ordering::Relaxed) && mark.swap(false, Ordering::AcqRel) {
-            send_wake_ipi(cpu);
+            smp::call::wake(cpu);
         }
     }
 
@@ -72,12 +72,5 @@ impl Sleepers {
         for cpu in 0..self.marks.len() {
             self.wake(cpu);
         }
-    }
-}
-
-fn send_wake_ipi(cpu: usize) {
-    if let Some(area) = smp::area::area(cpu) {
-        let irq = IrqGuard::new();
-        arch::apic::send_ipi(&irq, arch::vectors::SMP_CALL, area.lapic_id());
     }
 }
