@@ -278,35 +278,46 @@ fn double_free_is_caught_in_both_modes() {
     }
 }
 
-/// An AP that stops making progress mid-phase is named by the BSP's watchdog, which ends the
-/// run with a failure; the other CPUs, done with their share, are not named.
+/// An AP that stops making progress mid-phase is named by the watchdog, which ends the run
+/// with a failure; the other CPUs, done with their share, are not named.
 #[test]
 fn watchdog_names_a_stalled_cpu() {
-    let out = run_for("test=stress stress.stall=2", 4, "512M", WATCHDOG_TIMEOUT);
-    out.assert_status(Status::Failed);
-    out.assert_contains("stress: cpu 2 stalls here");
-    let named: Vec<&str> = out.lines_with("watchdog: cpu ").collect();
-    assert_eq!(named.len(), 1, "{}", out.serial);
-    assert!(
-        named[0].starts_with(
-            "watchdog: cpu 2 made no progress for 10 s: phase=repeat mode=baseline ops=1000"
-        ),
-        "{}",
-        named[0]
-    );
-    let verdict = out.lines_with("RESULT FAIL").last().expect("a verdict");
-    assert!(
-        verdict.starts_with("RESULT FAIL watchdog: cpu 2 made no progress for 10 s"),
-        "{verdict}"
-    );
+    assert_watchdog_names_only(2);
 }
 
-/// The stall hook refuses the BSP, which runs the watchdog and could not report itself.
+/// A stalled BSP (which prints the live lines and watches too) is named by the deputy.
 #[test]
-fn stall_hook_refuses_the_bsp() {
-    let out = run("test=stress stress.stall=0", 2, "512M");
+fn watchdog_names_a_stalled_bsp() {
+    assert_watchdog_names_only(0);
+}
+
+/// Stalls `cpu` of 4 in the first phase run and checks that the watchdog names it alone.
+fn assert_watchdog_names_only(cpu: usize) {
+    let out = run_for(
+        &format!("test=stress stress.stall={cpu}"),
+        4,
+        "512M",
+        WATCHDOG_TIMEOUT,
+    );
     out.assert_status(Status::Failed);
-    out.assert_contains("RESULT FAIL stress.stall=0 is the BSP");
+    out.assert_contains(&format!("stress: cpu {cpu} stalls here"));
+    let named: Vec<&str> = out.lines_with("watchdog: cpu ").collect();
+    assert_eq!(named.len(), 1, "{}", out.serial);
+    let stuck = format!(
+        "watchdog: cpu {cpu} made no progress for 10 s: phase=repeat mode=baseline ops=1000"
+    );
+    assert!(named[0].starts_with(&stuck), "{}", named[0]);
+    let verdict = out.lines_with("RESULT FAIL").last().expect("a verdict");
+    let failed = format!("RESULT FAIL watchdog: cpu {cpu} made no progress for 10 s");
+    assert!(verdict.starts_with(&failed), "{verdict}");
+}
+
+/// The stall hook refuses a single CPU, which no other CPU could watch.
+#[test]
+fn stall_hook_refuses_a_single_cpu() {
+    let out = run("test=stress stress.stall=0", 1, "512M");
+    out.assert_status(Status::Failed);
+    out.assert_contains("RESULT FAIL stress.stall=0: a single CPU has no other to watch it");
 }
 
 /// Boots the stress suite on `smp` CPUs over `nodes` NUMA nodes and checks it: every phase

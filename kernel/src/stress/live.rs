@@ -1,11 +1,12 @@
 //! Live counters: while a phase runs, one CPU (the BSP) prints a one-line summary of the
 //! allocator's counters every [`INTERVAL`], so a long run shows progress on serial.
 //!
-//! The BSP polls between its own allocator operations (a TSC read per operation) and in its
+//! The BSP polls between its own allocator operations (a TSC read per burst) and in its
 //! waits, rather than printing from its timer interrupt: the summary takes the allocator's
 //! statistics path, which must not run inside an interrupt that may have cut into an
 //! allocator call. Each poll past the interval also runs the phase [`Watchdog`], which ends
-//! the run when a CPU is stuck.
+//! the run when a CPU is stuck. A deputy CPU polls the watchdog alone, on its own interval
+//! ([`Live::watch`]), so that a stuck BSP is reported too.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,10 @@ pub struct Live<'a> {
     phase: &'static str,
     mode: Mode,
     started: u64,
+    /// When the reporter next prints and checks (TSC).
     next: AtomicU64,
+    /// When the deputy next checks (TSC).
+    next_watch: AtomicU64,
     watchdog: Watchdog<'a>,
 }
 
@@ -32,11 +36,13 @@ impl<'a> Live<'a> {
     /// A reporter for `phase` in `mode` running `watchdog`, starting now.
     pub fn new(phase: &'static str, mode: Mode, watchdog: Watchdog<'a>) -> Self {
         let now = arch::tsc::now();
+        let next = now + arch::tsc::cycles_in(INTERVAL);
         Live {
             phase,
             mode,
             started: now,
-            next: AtomicU64::new(now + arch::tsc::cycles_in(INTERVAL)),
+            next: AtomicU64::new(next),
+            next_watch: AtomicU64::new(next),
             watchdog,
         }
     }
@@ -49,14 +55,23 @@ impl<'a> Live<'a> {
     /// Prints a summary and runs the watchdog if the interval has passed; `own_ops` is the
     /// caller's progress. Ends the run (`RESULT FAIL watchdog: ...`) if a CPU is stuck.
     pub fn poll(&self, own_ops: u64) {
-        let now = arch::tsc::now();
-        if now < self.next.load(Ordering::Relaxed) {
-            return;
+        if let Some(now) = interval_passed(&self.next) {
+            // The watchdog first: the summary takes the allocator's locks, which a stuck CPU
+            // may hold.
+            self.check();
+            self.print(now, own_ops);
         }
-        self.next
-            .store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
-        // The watchdog first: the summary takes the allocator's locks, which a stuck CPU
-        // may hold.
+    }
+
+    /// The deputy's poll: runs the watchdog alone if the interval has passed.
+    pub fn watch(&self) {
+        if interval_passed(&self.next_watch).is_some() {
+            self.check();
+        }
+    }
+
+    /// Runs the watchdog; ends the run if a CPU is stuck.
+    fn check(&self) {
         let mode = super::report::mode_name(self.mode);
         if let Err((lines, verdict)) = self.watchdog.check(self.phase, mode) {
             for line in lines {
@@ -64,7 +79,6 @@ impl<'a> Live<'a> {
             }
             crate::modes::finish(Err(verdict));
         }
-        self.print(now, own_ops);
     }
 
     fn print(&self, now: u64, own_ops: u64) {
@@ -88,4 +102,14 @@ impl<'a> Live<'a> {
             s.depot_lock.acquisitions,
         );
     }
+}
+
+/// The time now if `next` (TSC) has passed, moving `next` one [`INTERVAL`] on.
+fn interval_passed(next: &AtomicU64) -> Option<u64> {
+    let now = arch::tsc::now();
+    if now < next.load(Ordering::Relaxed) {
+        return None;
+    }
+    next.store(now + arch::tsc::cycles_in(INTERVAL), Ordering::Relaxed);
+    Some(now)
 }

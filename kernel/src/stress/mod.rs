@@ -18,11 +18,12 @@
 //! mode pays for the first touch of memory (see [`warm_up`]).
 //!
 //! # Watchdog
-//! While a phase runs, the BSP (a worker itself) watches every CPU's published operation
-//! count between its own operations and, once its share is done, at every timer tick until
-//! the others are done ([`watchdog`]). A CPU that makes no progress for 10 s (more beyond 16
-//! CPUs; `stress.watchdog=<seconds>`, 0 for none) ends the run with `RESULT FAIL watchdog: ...`.
-//! A stalled BSP cannot report itself. The test hook `stress.stall=<cpu>` stalls an AP.
+//! While a phase runs, the BSP and a deputy CPU (workers themselves) watch every CPU's
+//! published operation count between their own operations and, once their share is done, at
+//! every timer tick until the others are done ([`watchdog`]). A CPU that makes no progress for
+//! 10 s (more beyond 16 CPUs; `stress.watchdog=<seconds>`, 0 for none) ends the run with
+//! `RESULT FAIL watchdog: ...`, the BSP included. The test hook `stress.stall=<cpu>` stalls a
+//! CPU.
 //!
 //! # Output
 //! One `STAT` line per phase and mode (the keys of the issue, then more), a per-CPU table for
@@ -53,7 +54,7 @@ use self::live::Live;
 use self::phases::{Phase, Shared};
 use self::stamp::Stamper;
 use self::watchdog::{Config, Progress, State, Watchdog};
-use self::worker::Worker;
+use self::worker::{Watch, Worker};
 use crate::boot::BootInfo;
 use crate::cmdline::Cmdline;
 use crate::memory::{FRAMES, pin};
@@ -116,8 +117,7 @@ pub fn run() -> Result<(), String> {
         ));
     }
     let boot = BootInfo::get();
-    let bsp = smp::pin().cpu_id();
-    let config = Config::from_cmdline(&Cmdline::new(&boot.cmdline), cpus, bsp)?;
+    let config = Config::from_cmdline(&Cmdline::new(&boot.cmdline), cpus)?;
     let stamper = Stamper::new(boot.hhdm_offset);
     warm_up(stamper, config)?;
     let mut runs = Vec::new();
@@ -176,19 +176,18 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
     let start = smp::Barrier::new(cpus);
     let live = Live::new(phase.name(), mode, Watchdog::new(&progress, config.bound));
     let reporter = smp::pin().cpu_id();
+    let deputy = watchdog::deputy(reporter, cpus);
     smp::run_on_all(|| {
         let cpu = smp::pin().cpu_id();
-        let is_reporter = cpu == reporter;
+        let watch = match cpu {
+            _ if cpu == reporter => Watch::Reporter(&live),
+            _ if Some(cpu) == deputy => Watch::Deputy(&live),
+            _ => Watch::None,
+        };
         let stall_at = (config.stall == Some(cpu)).then_some(watchdog::STALL_AFTER_OPS);
-        let mut w = Worker::new(
-            cpu,
-            stamper,
-            is_reporter.then_some(&live),
-            &progress[cpu],
-            stall_at,
-        );
+        let mut w = Worker::new(cpu, stamper, watch, &progress[cpu], stall_at);
         start.wait();
-        if is_reporter {
+        if cpu == reporter {
             live.watchdog().restart();
         }
         let t0 = arch::tsc::now();
@@ -198,7 +197,7 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
         // done too (a halted CPU notices at its next timer tick).
         let t1 = w.last_op_end.max(t0);
         *results[cpu].lock() = cpu_run(&mut w, t0, t1);
-        if is_reporter {
+        if watch.is_watcher() {
             // Watch the others until they are done (run_on_all's own wait cannot).
             while !live.watchdog().all_done() {
                 w.idle();

@@ -1,7 +1,6 @@
-//! The phase watchdog: the BSP fails the run, naming the CPUs, when a CPU makes no progress
-//! for a bound (10 s up to 16 CPUs, then 10 s per 16 CPUs, unless `stress.watchdog=<seconds>`
-//! says otherwise; 0 turns it off). The clock starts when the BSP leaves the phase's start
-//! barrier.
+//! The phase watchdog: a CPU that makes no progress for a bound (10 s up to 16 CPUs, then
+//! 10 s per 16 CPUs, unless `stress.watchdog=<seconds>` says otherwise; 0 turns it off) fails
+//! the run, named. The clock starts when the BSP leaves the phase's start barrier.
 //!
 //! Why the default grows past 16 CPUs: at -smp 64 under TCG on two busy host cores, a CPU in
 //! baseline mode was seen to complete no operation at all for about 8 s (64 vCPUs spinning on
@@ -10,22 +9,24 @@
 //! Every worker publishes its operation count and whether it is working, waiting on its
 //! peers (a harness wait: the `cross` drain, the `exhaust` barrier) or done, in its own
 //! [`Progress`] slot (one cache line each, a relaxed store per operation in both modes).
-//! The BSP checks the slots once per live interval while it works (from [`super::live`]) and
-//! at every timer tick while it waits (see [`super::worker::Worker::wait`]), so it watches
-//! while the APs work even though it is a worker itself. A CPU that is not done and whose count
-//! has not moved for the bound is stuck: the BSP prints one `watchdog:` line per stuck CPU
-//! (CPU, phase, mode, op count, state) and ends QEMU through the failure path of every test
-//! mode, `RESULT FAIL watchdog: ...`.
+//! Two CPUs watch the slots, each a worker itself: the BSP, and a deputy (the last other
+//! CPU, [`deputy`]) so that a stuck BSP is caught too. Each checks once per live interval
+//! while it works (from [`super::live`]) and at every timer tick once its share is done,
+//! until every CPU is done. A CPU that is not done and whose count has not moved for the
+//! bound is stuck: the first watcher to see it prints one `watchdog:` line per stuck CPU (CPU,
+//! phase, mode, op count, state) and ends QEMU through the failure path of every test mode,
+//! `RESULT FAIL watchdog: ...`.
 //!
-//! A stalled BSP cannot report itself: nothing else watches. The test hook
-//! `stress.stall=<cpu>` therefore refuses the BSP; it makes that AP spin forever with
-//! interrupts off after [`STALL_AFTER_OPS`] operations of the first reported phase run.
+//! Only a run whose two watchers both stall goes unreported, and a single CPU has no one to
+//! watch it. The test hook `stress.stall=<cpu>` (refused on a single CPU) makes that CPU spin
+//! forever with interrupts off after [`STALL_AFTER_OPS`] operations of the first reported
+//! phase run.
 #![deny(unsafe_code)]
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use core::time::Duration;
 
 use spin::Mutex;
@@ -51,9 +52,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `stress.watchdog=<seconds>` and `stress.stall=<cpu>`; `bsp` is the CPU that
-    /// runs the watchdog, which the hook may not stall.
-    pub fn from_cmdline(cmdline: &Cmdline, cpus: usize, bsp: usize) -> Result<Self, String> {
+    /// Reads `stress.watchdog=<seconds>` and `stress.stall=<cpu>` for a run on `cpus` CPUs.
+    pub fn from_cmdline(cmdline: &Cmdline, cpus: usize) -> Result<Self, String> {
         let bound = match cmdline.get("stress.watchdog") {
             None => DEFAULT_BOUND * cpus.div_ceil(CPUS_PER_BOUND).max(1) as u32,
             Some(s) => Duration::from_secs(
@@ -63,20 +63,25 @@ impl Config {
         };
         let stall = match cmdline.get("stress.stall") {
             None => None,
-            Some(s) => Some(stall_cpu(s, cpus, bsp)?),
+            Some(s) => Some(stall_cpu(s, cpus)?),
         };
         Ok(Config { bound, stall })
     }
 }
 
-fn stall_cpu(text: &str, cpus: usize, bsp: usize) -> Result<usize, String> {
+fn stall_cpu(text: &str, cpus: usize) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(cpu) if cpu == bsp => Err(format!(
-            "stress.stall={cpu} is the BSP, which runs the watchdog and cannot report itself"
+        Ok(_) if cpus == 1 => Err(format!(
+            "stress.stall={text}: a single CPU has no other to watch it"
         )),
         Ok(cpu) if cpu < cpus => Ok(cpu),
         _ => Err(format!("stress.stall={text}: expected a CPU below {cpus}")),
     }
+}
+
+/// The CPU that watches beside `bsp`: the last other CPU of `cpus`, if there is one.
+pub fn deputy(bsp: usize, cpus: usize) -> Option<usize> {
+    (0..cpus).rev().find(|&cpu| cpu != bsp)
 }
 
 /// Where a worker is in its phase run.
@@ -144,12 +149,14 @@ struct Seen {
     moved: u64,
 }
 
-/// The BSP's watch over every CPU of one phase run.
+/// The watch over every CPU of one phase run, shared by its watchers.
 pub struct Watchdog<'a> {
     cpus: &'a [Progress],
     /// The bound in TSC cycles; 0 when off.
     bound: u64,
     seen: Mutex<Vec<Seen>>,
+    /// Whether a watcher has found a stuck CPU (it reports; the other stays quiet).
+    fired: AtomicBool,
 }
 
 impl<'a> Watchdog<'a> {
@@ -160,6 +167,7 @@ impl<'a> Watchdog<'a> {
             cpus,
             bound: arch::tsc::cycles_in(bound),
             seen: Mutex::new(cpus.iter().map(|_| Seen { ops: 0, moved: now }).collect()),
+            fired: AtomicBool::new(false),
         }
     }
 
@@ -176,14 +184,15 @@ impl<'a> Watchdog<'a> {
         self.cpus.iter().all(Progress::is_done)
     }
 
-    /// Updates what it saw; `Err` holds the report lines and the verdict when a CPU is stuck.
+    /// Updates what it saw; `Err` holds the report lines and the verdict when a CPU is stuck
+    /// (for the first watcher to see one only).
     pub fn check(&self, phase: &str, mode: &str) -> Result<(), (Vec<String>, String)> {
         if self.bound == 0 {
             return Ok(());
         }
         let now = arch::tsc::now();
         let stuck = self.stuck(now);
-        if stuck.is_empty() {
+        if stuck.is_empty() || self.fired.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let secs = arch::tsc::duration_of(self.bound).as_secs();
@@ -200,9 +209,13 @@ impl<'a> Watchdog<'a> {
         Err((lines, verdict(&stuck, secs, phase, mode)))
     }
 
-    /// The CPUs, not done, whose count has not moved for the bound: (cpu, ops, state).
+    /// The CPUs, not done, whose count has not moved for the bound: (cpu, ops, state). None
+    /// while the other watcher is looking (it holds the record; a watcher stuck while holding
+    /// it is the one case left unreported).
     fn stuck(&self, now: u64) -> Vec<(usize, u64, State)> {
-        let mut seen = self.seen.lock();
+        let Some(mut seen) = self.seen.try_lock() else {
+            return Vec::new();
+        };
         let mut stuck = Vec::new();
         for (cpu, (p, s)) in self.cpus.iter().zip(seen.iter_mut()).enumerate() {
             let (ops, state) = (p.ops.load(Ordering::Relaxed), p.state());

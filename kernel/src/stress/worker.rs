@@ -51,6 +51,24 @@ pub struct Held {
     pub tag: u64,
 }
 
+/// What a worker does for the phase run besides its share of the work.
+#[derive(Clone, Copy)]
+pub enum Watch<'a> {
+    /// Prints the live lines and runs the watchdog (the BSP).
+    Reporter(&'a Live<'a>),
+    /// Runs the watchdog too, so that a stuck reporter is caught ([`super::watchdog::deputy`]).
+    Deputy(&'a Live<'a>),
+    /// Nothing.
+    None,
+}
+
+impl Watch<'_> {
+    /// Whether this CPU watches the others.
+    pub fn is_watcher(&self) -> bool {
+        !matches!(self, Watch::None)
+    }
+}
+
 /// Per-CPU state of a running phase.
 pub struct Worker<'a> {
     /// This CPU's index.
@@ -76,7 +94,7 @@ pub struct Worker<'a> {
     home: Option<(usize, &'static NodeLayout)>,
     stamper: Stamper,
     seq: u64,
-    live: Option<&'a Live<'a>>,
+    watch: Watch<'a>,
     progress: &'a Progress,
     /// The operation count at which this CPU stalls (the `stress.stall` test hook).
     stall_at: Option<u64>,
@@ -84,12 +102,12 @@ pub struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    /// A worker for `cpu` publishing to `progress`; `live` is `Some` on the CPU that prints
-    /// live counters and runs the watchdog; `stall_at` is the test hook's operation count.
+    /// A worker for `cpu` publishing to `progress`, watching as `watch` says; `stall_at` is
+    /// the test hook's operation count.
     pub fn new(
         cpu: usize,
         stamper: Stamper,
-        live: Option<&'a Live<'a>>,
+        watch: Watch<'a>,
         progress: &'a Progress,
         stall_at: Option<u64>,
     ) -> Self {
@@ -106,7 +124,7 @@ impl<'a> Worker<'a> {
             home: home_node(cpu),
             stamper,
             seq: 0,
-            live,
+            watch,
             progress,
             stall_at,
             is_waiting: false,
@@ -135,8 +153,8 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// One step of a wait for peers: publishes `Waiting`, lets the BSP report and watch, and
-    /// sleeps until woken unless `has_work` (see [`Sleepers::sleep`]).
+    /// One step of a wait for peers: publishes `Waiting`, reports and watches if this CPU
+    /// does, and sleeps until woken unless `has_work` (see [`Sleepers::sleep`]).
     pub fn wait(&mut self, sleepers: &Sleepers, has_work: impl Fn() -> bool) {
         if !self.is_waiting {
             self.is_waiting = true;
@@ -148,8 +166,8 @@ impl<'a> Worker<'a> {
         self.wait_cycles += arch::tsc::now() - t0;
     }
 
-    /// Lets the BSP report and watch, then halts until the next interrupt (spins if
-    /// interrupts are off): the BSP's wait for the others once its share is done.
+    /// Reports and watches if this CPU does, then halts until the next interrupt (spins if
+    /// interrupts are off): a watcher's wait for the others once its share is done.
     pub fn idle(&self) {
         self.poll_live();
         if arch::irq::are_enabled() {
@@ -160,8 +178,10 @@ impl<'a> Worker<'a> {
     }
 
     fn poll_live(&self) {
-        if let Some(live) = self.live {
-            live.poll(self.ops);
+        match self.watch {
+            Watch::Reporter(live) => live.poll(self.ops),
+            Watch::Deputy(live) => live.watch(),
+            Watch::None => {}
         }
     }
 
