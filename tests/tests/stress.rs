@@ -99,7 +99,7 @@ fn assert_stress_passed(out: &Outcome, smp: u32, phases: &[&str]) -> Vec<Record>
         assert_alloc_cycles_fit(rec);
     }
     out.assert_contains("comparison at ");
-    assert_speedup_targets(out);
+    assert_speedup_targets(out, phases);
     records
 }
 
@@ -115,10 +115,11 @@ fn assert_alloc_cycles_fit(rec: &Record) {
     assert!(per_op * ops <= busy + 0.05 * ops, "{rec:?}");
 }
 
-/// `bulk` and `cross` each report both speedups, wall and allocator-only, with a verdict.
-fn assert_speedup_targets(out: &Outcome) {
+/// `bulk` and `cross` (those of `phases` that ran) each report both speedups, wall and
+/// allocator-only, with a verdict.
+fn assert_speedup_targets(out: &Outcome, phases: &[&str]) {
     let targets = out.records("TARGET ");
-    for phase in ["bulk", "cross"] {
+    for phase in ["bulk", "cross"].into_iter().filter(|p| phases.contains(p)) {
         for metric in ["wall_speedup", "alloc_speedup"] {
             let t = targets
                 .iter()
@@ -310,6 +311,31 @@ fn assert_watchdog_names_only(cpu: usize) {
     let verdict = out.lines_with("RESULT FAIL").last().expect("a verdict");
     let failed = format!("RESULT FAIL watchdog: cpu {cpu} made no progress for 10 s");
     assert!(verdict.starts_with(&failed), "{verdict}");
+}
+
+/// `stress.phases=` runs the phases it names, in the suite's order, checked as in a full run.
+#[test]
+fn phases_key_runs_the_named_phases() {
+    let out = run("test=stress stress.phases=cross,repeat", 2, "512M");
+    assert_stress_passed(&out, 2, &["repeat", "cross"]);
+    assert_eq!(
+        out.lines_with("TARGET phase=bulk").count(),
+        0,
+        "{}",
+        out.serial
+    );
+}
+
+/// `stress.phases=` fails the run on a word that is not a phase, naming it, and when every
+/// phase it names needs two NUMA nodes on a machine with one.
+#[test]
+fn phases_key_refuses_what_cannot_run() {
+    let out = run("test=stress stress.phases=cross,nope", 1, "256M");
+    out.assert_status(Status::Failed);
+    out.assert_contains("RESULT FAIL stress.phases=cross,nope: no phase called 'nope'");
+    let out = run("test=stress stress.phases=remote,numa", 1, "256M");
+    out.assert_status(Status::Failed);
+    out.assert_contains("RESULT FAIL stress.phases: every phase selected needs two NUMA nodes");
 }
 
 /// The stall hook refuses a single CPU, which no other CPU could watch.

@@ -1,8 +1,9 @@
 //! The allocator stress suite: `test=stress`, what `limine.conf` runs by default.
 //!
-//! Every online CPU hammers the frame allocator through five phases ([`phases`]), each run
-//! twice in the same boot: in baseline mode (every operation takes the global lock, as the
-//! seed allocator did) and in magazine mode (per-CPU magazines over the depot over the global
+//! Every online CPU hammers the frame allocator through five phases ([`phases`]; seven with
+//! two NUMA nodes or more; `stress.phases=<name>,...` picks some), each run twice in the same
+//! boot: in baseline mode (every operation takes the global lock, as the seed allocator did)
+//! and in magazine mode (per-CPU magazines over the depot over the global
 //! bitmap). Checked mode is on (the kernel enables `mm/checked`), and every frame is stamped
 //! through the HHDM and checked before it is freed ([`stamp`]).
 //!
@@ -117,18 +118,13 @@ pub fn run() -> Result<(), String> {
         ));
     }
     let boot = BootInfo::get();
-    let config = Config::from_cmdline(&Cmdline::new(&boot.cmdline), cpus)?;
+    let cmdline = Cmdline::new(&boot.cmdline);
+    let config = Config::from_cmdline(&cmdline, cpus)?;
+    let phases = phases_to_run(&cmdline)?;
     let stamper = Stamper::new(boot.hhdm_offset);
     warm_up(stamper, config)?;
     let mut runs = Vec::new();
-    let nodes = crate::numa::topology().layout.node_count();
-    if nodes < 2 {
-        arch::println!("stress: one node: the NUMA phases (remote, numa) do not run");
-    }
-    for phase in Phase::ALL
-        .into_iter()
-        .filter(|p| nodes > 1 || !p.needs_nodes())
-    {
+    for phase in phases {
         for mode in MODES {
             // The test hook stalls its CPU in the first reported run only.
             let stall = config.stall.filter(|_| runs.is_empty());
@@ -141,6 +137,21 @@ pub fn run() -> Result<(), String> {
     report::print_comparison(&runs);
     report::print_targets(&runs);
     Ok(())
+}
+
+/// The phases `stress.phases=` selects (every phase without it), less the NUMA phases on a
+/// machine with one node; `Err` if that leaves none.
+fn phases_to_run(cmdline: &Cmdline) -> Result<Vec<Phase>, String> {
+    let selected = phases::selected(cmdline)?;
+    if crate::numa::topology().layout.node_count() > 1 {
+        return Ok(selected);
+    }
+    arch::println!("stress: one node: the NUMA phases (remote, numa) do not run");
+    let phases: Vec<Phase> = selected.into_iter().filter(|p| !p.needs_nodes()).collect();
+    if phases.is_empty() {
+        return Err("stress.phases: every phase selected needs two NUMA nodes or more".into());
+    }
+    Ok(phases)
 }
 
 /// Touches every free frame once, through an unreported, verified `exhaust` run: the first

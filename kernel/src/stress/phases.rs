@@ -17,6 +17,8 @@
 //!   obtained must add up to every free frame, including those cached on other CPUs.
 #![deny(unsafe_code)]
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,6 +28,7 @@ use super::cross::{self, Cross};
 use super::rng::Rng;
 use super::wake::Sleepers;
 use super::worker::{BURST, Held, Worker};
+use crate::cmdline::Cmdline;
 
 /// `repeat`: alloc+free pairs per CPU.
 const REPEAT_PAIRS: usize = 20_000;
@@ -89,6 +92,11 @@ impl Phase {
         }
     }
 
+    /// The phase called `name` in `STAT` lines.
+    pub fn named(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// Whether the phase measures something only with two nodes or more (with one, `remote`
     /// is `cross` and `numa` is `bulk` run deeper: they do not run).
     pub fn needs_nodes(self) -> bool {
@@ -106,6 +114,29 @@ impl Phase {
             Phase::Exhaust => exhaust(w, shared),
         }
     }
+}
+
+/// The phases `stress.phases=<name>,<name>...` names, in running order; every phase without
+/// the key. `Err` names a word that is not a phase.
+pub fn selected(cmdline: &Cmdline) -> Result<Vec<Phase>, String> {
+    let Some(list) = cmdline.get("stress.phases") else {
+        return Ok(Phase::ALL.to_vec());
+    };
+    let mut named = Vec::new();
+    for word in list.split(',') {
+        let phase = Phase::named(word).ok_or_else(|| {
+            let all: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "stress.phases={list}: no phase called '{word}' (phases: {})",
+                all.join(",")
+            )
+        })?;
+        named.push(phase);
+    }
+    Ok(Phase::ALL
+        .into_iter()
+        .filter(|p| named.contains(p))
+        .collect())
 }
 
 /// State the CPUs of one phase run share.
