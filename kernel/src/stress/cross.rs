@@ -53,6 +53,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_queue::ArrayQueue;
 use mm::Frame;
 
+use super::phases::FULL_SHARE_CPUS;
 use super::wake::Sleepers;
 use super::worker::{BURST, Held, Worker};
 
@@ -62,7 +63,7 @@ const CROSS_SENDS: usize = 10_000;
 /// `cross`: frames all CPUs send together, at most: 16 CPUs' worth, so that the run stays
 /// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
 /// cores), as it was when the queues' heap bound held it there.
-const CROSS_TOTAL_SENDS: usize = 16 * CROSS_SENDS;
+const CROSS_TOTAL_SENDS: usize = FULL_SHARE_CPUS * CROSS_SENDS;
 /// `cross`: frames per batch, one queue operation each: one worker burst (a quarter magazine),
 /// so a receiver's magazines still fill from several senders' batches.
 const CROSS_BATCH: usize = BURST;
