@@ -9,11 +9,13 @@
 //! global lock acquisitions per magazine's worth of operations and both modes' allocator
 //! cycles per operation. Exits non-zero if any boot fails.
 //!
-//! Then the magazine-size table: the stress suite on a 2-node NUMA machine (-smp 4, 1G), once
-//! with adaptive magazines and once pinned at each of [`FIXED_SIZES`] (`mag=`), per phase in
-//! magazine mode: nanoseconds per operation inside the allocator, global and depot lock
-//! acquisitions per 1000 operations, the sizes the adaptive depots ended at, and adaptive's
-//! time over the best fixed size's (the target is at most 1.10).
+//! Then the magazine-size table: the stress suite on a 2-node NUMA machine (-smp 4, 1G), with
+//! adaptive magazines and pinned at each of [`FIXED_SIZES`] (`mag=`), [`SIZE_ROUNDS`] boots
+//! of each, interleaved so that the host's drift falls on every configuration alike. Per
+//! phase in magazine mode, medians over the boots: nanoseconds per operation inside the
+//! allocator, global and depot lock acquisitions per 1000 operations; the sizes the adaptive
+//! depots ended at most often; and adaptive's time over the best fixed size's (the target is
+//! at most 1.10). Single boots are too noisy for that ratio under TCG.
 //!
 //! Under TCG every virtual CPU is a host thread: with more virtual CPUs than host cores the
 //! figures measure the host's scheduler too (a preempted lock holder stalls every waiter),
@@ -35,6 +37,8 @@ const NUMA_PHASES: [&str; 7] = [
 ];
 /// Pinned magazine sizes the adaptive policy is compared with.
 const FIXED_SIZES: [u32; 3] = [8, 32, 128];
+/// Boots of each configuration in the magazine-size table.
+const SIZE_ROUNDS: usize = 5;
 
 type Record = BTreeMap<String, String>;
 
@@ -77,32 +81,80 @@ fn stress_boot(
 
 /// One configuration's magazine-mode figures of one phase: allocator ns per operation,
 /// global and depot acquisitions per 1000 operations, the magazine sizes it ended at.
-fn size_figures(records: &[Record], mhz: f64, phase: &str) -> (f64, f64, f64, String) {
+struct SizeFigures {
+    ns: f64,
+    global: f64,
+    depot: f64,
+    sizes: String,
+}
+
+/// One boot: its `STAT` records and its TSC's MHz.
+type BootRecords = (Vec<Record>, f64);
+
+fn size_figures((records, mhz): &BootRecords, phase: &str) -> SizeFigures {
     let v = |key| value(records, phase, "magazine", key);
     let ops = v("ops");
     let sizes = records
         .iter()
         .find(|r| r["phase"] == phase && r["mode"] == "magazine")
         .map_or(String::from("?"), |r| r["mag_sizes"].clone());
-    (
-        v("alloc_cycles_per_op") * 1000.0 / mhz,
-        v("lock_acq") * 1000.0 / ops,
-        v("depot_acq") * 1000.0 / ops,
+    SizeFigures {
+        ns: v("alloc_cycles_per_op") * 1000.0 / mhz,
+        global: v("lock_acq") * 1000.0 / ops,
+        depot: v("depot_acq") * 1000.0 / ops,
         sizes,
-    )
+    }
+}
+
+/// The medians of one configuration's figures over its boots (the most frequent sizes).
+fn median_figures(boots: &[BootRecords], phase: &str) -> SizeFigures {
+    let all: Vec<SizeFigures> = boots.iter().map(|b| size_figures(b, phase)).collect();
+    let median_of = |f: fn(&SizeFigures) -> f64| median(all.iter().map(f).collect());
+    let mut sizes: Vec<&str> = all.iter().map(|f| f.sizes.as_str()).collect();
+    sizes.sort_unstable();
+    let most_frequent = sizes
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|run| run.len())
+        .map_or("?", |run| run[0]);
+    SizeFigures {
+        ns: median_of(|f| f.ns),
+        global: median_of(|f| f.global),
+        depot: median_of(|f| f.depot),
+        sizes: most_frequent.to_owned(),
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count; NaN for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `ns/g/d` of one cell.
+fn cell(f: &SizeFigures) -> String {
+    format!("{:.0}/{:.2}/{:.1}", f.ns, f.global, f.depot)
 }
 
 /// The adaptive-versus-fixed table at 2 nodes (see the crate docs).
 fn magazine_size_table() -> Result<(), String> {
-    let adaptive = stress_boot(4, "1G", 2, "test=stress")?;
-    let mut fixed = Vec::new();
-    for size in FIXED_SIZES {
-        fixed.push(stress_boot(4, "1G", 2, &format!("test=stress mag={size}"))?);
+    let configs: Vec<String> = std::iter::once("test=stress".to_owned())
+        .chain(FIXED_SIZES.map(|size| format!("test=stress mag={size}")))
+        .collect();
+    let mut boots: Vec<Vec<BootRecords>> = vec![Vec::new(); configs.len()];
+    for _ in 0..SIZE_ROUNDS {
+        for (cmdline, runs) in configs.iter().zip(&mut boots) {
+            runs.push(stress_boot(4, "1G", 2, cmdline)?);
+        }
     }
     println!();
     println!(
-        "magazine sizes at 2 nodes, -smp 4 (magazine mode; ns = allocator ns/op; g, d = global, \
-         depot acquisitions per 1000 ops; vs best = adaptive ns / best fixed ns)"
+        "magazine sizes at 2 nodes, -smp 4 (magazine mode, medians of {SIZE_ROUNDS} boots each; \
+         ns = allocator ns/op; g, d = global, depot acquisitions per 1000 ops; vs best = \
+         adaptive ns / best fixed ns)"
     );
     print!("{:<8} {:>22} {:>9}", "phase", "adaptive ns/g/d", "sizes");
     for size in FIXED_SIZES {
@@ -110,18 +162,15 @@ fn magazine_size_table() -> Result<(), String> {
     }
     println!(" {:>8}", "vs best");
     for phase in NUMA_PHASES {
-        let (ns, g, d, sizes) = size_figures(&adaptive.0, adaptive.1, phase);
-        print!(
-            "{phase:<8} {:>22} {sizes:>9}",
-            format!("{ns:.0}/{g:.2}/{d:.1}")
-        );
+        let adaptive = median_figures(&boots[0], phase);
+        print!("{phase:<8} {:>22} {:>9}", cell(&adaptive), adaptive.sizes);
         let mut best = f64::INFINITY;
-        for (records, mhz) in &fixed {
-            let (ns, g, d, _) = size_figures(records, *mhz, phase);
-            best = best.min(ns);
-            print!(" {:>20}", format!("{ns:.0}/{g:.2}/{d:.1}"));
+        for runs in &boots[1..] {
+            let fixed = median_figures(runs, phase);
+            best = best.min(fixed.ns);
+            print!(" {:>20}", cell(&fixed));
         }
-        println!(" {:>8.2}", ns / best);
+        println!(" {:>8.2}", adaptive.ns / best);
     }
     Ok(())
 }
