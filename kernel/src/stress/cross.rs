@@ -41,10 +41,12 @@
 //! put that lock's function (`cpu_get_ticks`) at a sixth of QEMU's host time in magazine-mode
 //! `cross`. A worker now times a burst of up to 8 allocator calls at once ([`super::burst`]):
 //! a batch is one burst on each side. Magazine-mode `cross` went from a median of 1.24 M to
-//! 2.02 M ops/s in 16 alternated runs of each build. Five `just run-smp 8` runs then gave
-//! wall ratios 6.6 to 9.8 and allocator-only ratios 61 to 88. The host remains the noise:
-//! the VM's own CPUs show 17 to 25% steal while QEMU runs, and the baseline alone moves
-//! between 210 k and 420 k ops/s from run to run.
+//! 2.02 M ops/s in 16 alternated runs of each build. Fifteen `just run-smp 8` runs then gave
+//! wall ratios 5.1 to 12.4 and allocator-only ratios 31 to 166; one `kbench` boot at -smp 8
+//! gave 4.67. The host remains the noise: the VM's own CPUs show 17 to 25% steal while QEMU
+//! runs, and the baseline alone moves between 170 k and 450 k ops/s from run to run (the
+//! magazine run between 1.6 M and 2.7 M), so the wall ratio's margin over 5 is thin in the
+//! runs where the baseline is fastest.
 #![deny(unsafe_code)]
 
 use alloc::vec::Vec;
