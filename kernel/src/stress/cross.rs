@@ -39,14 +39,22 @@
 //! What still cost most was the clock. Each allocator call was timed with two TSC reads, and
 //! under TCG every guest TSC read takes one host lock all vCPUs share: `perf record` on QEMU
 //! put that lock's function (`cpu_get_ticks`) at a sixth of QEMU's host time in magazine-mode
-//! `cross`. A worker now times a burst of up to 8 allocator calls at once ([`super::burst`]):
-//! a batch is one burst on each side. Magazine-mode `cross` went from a median of 1.24 M to
-//! 2.02 M ops/s in 16 alternated runs of each build. Fifteen `just run-smp 8` runs then gave
-//! wall ratios 5.1 to 12.4 and allocator-only ratios 31 to 166; one `kbench` boot at -smp 8
-//! gave 4.67. The host remains the noise: the VM's own CPUs show 17 to 25% steal while QEMU
-//! runs, and the baseline alone moves between 170 k and 450 k ops/s from run to run (the
-//! magazine run between 1.6 M and 2.7 M), so the wall ratio's margin over 5 is thin in the
-//! runs where the baseline is fastest.
+//! `cross`. A worker now times a burst of allocator calls at once ([`super::burst`]): a batch
+//! is one burst on each side. With bursts of 8, magazine-mode `cross` went from a median of
+//! 1.24 M to 2.02 M ops/s in 16 alternated runs of each build; bursts of 16 gave 2.68 M
+//! against 2.17 M in another 16. Fifteen `just run-smp 8` runs with bursts of 8 gave wall
+//! ratios 5.1 to 12.4 and allocator-only ratios 31 to 166.
+//!
+//! What is left is the host, and it cuts the wrong way. While the VM's own CPUs showed 17 to
+//! 25% steal, the baseline ran at 170 k to 430 k ops/s and the wall ratio stayed above 5.
+//! Later the host got quieter and the baseline reached 440 k to 660 k ops/s (its lock holders
+//! are preempted less) while the magazine run, bound by the harness's own per-frame work,
+//! gained less: ten runs with bursts of 16 gave wall ratios 4.0 to 13.3, under 5 in the three
+//! whose baseline was fastest (allocator-only ratios 16.6 to 173, all above 10), and one more
+//! run with `vmstat` beside it showed no steal and gave 4.51. At -smp 1 the magazine
+//! run is only about 3 times the baseline's throughput in wall time (`kbench`): the harness
+//! is most of a magazine-mode operation under TCG, so the wall ratio at -smp 8 depends on how
+//! much the baseline's lock suffers from the host.
 #![deny(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -66,15 +74,16 @@ const CROSS_SENDS: usize = 10_000;
 /// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
 /// cores), as it was when the queues' heap bound held it there.
 const CROSS_TOTAL_SENDS: usize = FULL_SHARE_CPUS * CROSS_SENDS;
-/// `cross`: frames per batch, one queue operation each: one worker burst (a quarter magazine),
-/// so a receiver's magazines still fill from several senders' batches.
+/// `cross`: frames per batch, one queue operation each: one worker burst (half a magazine of
+/// the starting size), so a receiver's magazines still fill from several senders' batches.
 const CROSS_BATCH: usize = BURST;
-/// `cross`: batches one queue holds at most (64 frames, two magazines). Bounding what is in
-/// flight keeps the phase a steady exchange of magazines through the depot: with unbounded
-/// queues, senders that ran ahead of descheduled receivers (with more virtual CPUs than host
-/// cores) had up to 80000 frames in flight at -smp 8, far past the depot's cap, and the
-/// magazines overflowed to the bitmap and back (about 1500 global lock acquisitions per run
-/// at -smp 8; about 60 with this bound; 4 gave about 36 and lower throughput, 16 about 150).
+/// `cross`: batches one queue holds at most (128 frames, four magazines of the starting
+/// size). Bounding what is in flight keeps the phase a steady exchange of magazines through
+/// the depot: with unbounded queues, senders that ran ahead of descheduled receivers (with
+/// more virtual CPUs than host cores) had up to 80000 frames in flight at -smp 8, far past
+/// the depot's cap, and the magazines overflowed to the bitmap and back (about 1500 global
+/// lock acquisitions per run at -smp 8; 18 to 37 with this bound and 16-frame batches; 4
+/// batches of 16 were slower, by a median of 7%).
 const CROSS_QUEUE_BATCHES: usize = 8;
 /// The queues of one `cross` run and what the CPUs share about them.
 pub struct Cross {
