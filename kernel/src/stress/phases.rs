@@ -237,8 +237,7 @@ fn exhaust(w: &mut Worker, s: &Shared) {
     // its tag's sequence number is one less (see `Worker::stamp`).
     let mut head: Option<Held> = None;
     let mut obtained = 0;
-    while let Some(held) = w.alloc_until_empty() {
-        w.stamp(&held, head.map_or(0, |h| h.frame.number() + 1));
+    while let Some(held) = w.alloc_until_empty(head.map_or(0, |h| h.frame.number() + 1)) {
         head = Some(held);
         obtained += 1;
     }

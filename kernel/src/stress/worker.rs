@@ -19,8 +19,9 @@
 //! Sections of several calls keep the clock out of what they measure: under TCG every guest
 //! TSC read takes one host lock all vCPUs share (QEMU's `cpu_get_ticks`). With two reads per
 //! call, that function alone was a sixth of QEMU's host time in magazine-mode `cross` at
-//! -smp 8 (`perf record` on QEMU); with sections of [`BURST`] calls the phase's magazine-mode
-//! throughput rose from a median of 1.24 M to 2.02 M ops/s (16 runs each, alternated).
+//! -smp 8 (`perf record` on QEMU); with sections of 8 calls the phase's magazine-mode
+//! throughput rose from a median of 1.24 M to 2.02 M ops/s (16 runs each, alternated), and
+//! with [`BURST`] (16) to 2.68 M against 2.17 M for 8.
 //!
 //! # Progress and waits
 //! After every operation the worker publishes its count in its [`Progress`] slot for the
@@ -202,13 +203,14 @@ impl<'a> Worker<'a> {
     /// Allocates and stamps one frame; `None` (error recorded) when the allocator refuses.
     pub fn alloc(&mut self) -> Option<Held> {
         let result = self.timed(|cpu| FRAMES.alloc(cpu));
-        self.took(result.map(|frame| (frame, 1)), true)
+        self.took(result.map(|frame| (frame, 1)), true, 0)
     }
 
-    /// Allocates one frame; `None` without recording an error when memory is exhausted.
-    pub fn alloc_until_empty(&mut self) -> Option<Held> {
+    /// Allocates one frame and stamps it with `link`; `None` without recording an error
+    /// when memory is exhausted.
+    pub fn alloc_until_empty(&mut self, link: u64) -> Option<Held> {
         let result = self.timed(|cpu| FRAMES.alloc(cpu));
-        self.took(result.map(|frame| (frame, 1)), false)
+        self.took(result.map(|frame| (frame, 1)), false, link)
     }
 
     /// Allocates and stamps `count` contiguous frames aligned to `1 << align_log2` frames.
@@ -221,17 +223,18 @@ impl<'a> Worker<'a> {
                 "contiguous run at {first:?} misses its 2^{align_log2} alignment"
             ));
         }
-        self.took(result.map(|frame| (frame, count)), true)
+        self.took(result.map(|frame| (frame, count)), true, 0)
     }
 
     fn took<E: core::fmt::Display>(
         &mut self,
         result: Result<(Frame, usize), E>,
         exhaustion_is_error: bool,
+        link: u64,
     ) -> Option<Held> {
         self.tick();
         match result {
-            Ok((frame, count)) => Some(self.took_frames(frame, count, 0)),
+            Ok((frame, count)) => Some(self.took_frames(frame, count, link)),
             Err(e) => {
                 if exhaustion_is_error {
                     self.refused(e);
@@ -327,12 +330,10 @@ impl<'a> Worker<'a> {
         first_link
     }
 
-    /// Checks and frees `held` (single frame or burst), whoever allocated it; returns the link
-    /// word read from its first frame before the free.
-    pub fn free(&mut self, held: Held) -> u64 {
-        let link = self.check(&held);
+    /// Checks and frees `held` (single frame or contiguous run), whoever allocated it.
+    pub fn free(&mut self, held: Held) {
+        self.check(&held);
         self.free_checked(&[held]);
-        link
     }
 
     /// Checks and frees every frame of `helds` in order, in pinned, timed sections of up to
