@@ -63,17 +63,13 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_queue::ArrayQueue;
 use mm::Frame;
 
-use super::phases::FULL_SHARE_CPUS;
+use super::phases::share;
 use super::wake::Sleepers;
 use super::worker::{BURST, Held, Worker};
 
-/// `cross`: frames each CPU sends to others, at most (fewer when memory is short: see
-/// [`Shared::new`]).
+/// `cross`: frames each CPU sends to others, at most (fewer beyond 16 CPUs, and when memory
+/// is short: see [`Cross::new`]).
 const CROSS_SENDS: usize = 10_000;
-/// `cross`: frames all CPUs send together, at most: 16 CPUs' worth, so that the run stays
-/// seconds long at 64 CPUs (the baseline does about 55000 ops/s there under TCG on two host
-/// cores), as it was when the queues' heap bound held it there.
-const CROSS_TOTAL_SENDS: usize = FULL_SHARE_CPUS * CROSS_SENDS;
 /// `cross`: frames per batch, one queue operation each: one worker burst (half a magazine of
 /// the starting size), so a receiver's magazines still fill from several senders' batches.
 const CROSS_BATCH: usize = BURST;
@@ -107,12 +103,12 @@ impl Cross {
     /// heap to spare. With `nodes` (each CPU's node), a CPU sends only to CPUs of other nodes
     /// (to every other CPU if no other node has one).
     ///
-    /// Queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends at most its share of
-    /// [`CROSS_TOTAL_SENDS`] and of half the available frames, and all queues together take at
-    /// most half of `heap_bytes` (they grow with the square of the CPU count).
+    /// Queues hold at most [`CROSS_QUEUE_BATCHES`]; a CPU sends its [`share`] of
+    /// [`CROSS_SENDS`], at most its share of half the available frames, and all queues
+    /// together take at most half of `heap_bytes` (they grow with the square of the CPU
+    /// count).
     pub fn new(cpus: usize, available: u64, heap_bytes: usize, nodes: Option<&[u8]>) -> Self {
-        let mut sends = CROSS_SENDS
-            .min(CROSS_TOTAL_SENDS / cpus)
+        let mut sends = share(CROSS_SENDS, cpus)
             .min(available as usize / (2 * cpus))
             .max(1);
         while sends > 1 && queue_bytes(cpus, sends) > heap_bytes / 2 {

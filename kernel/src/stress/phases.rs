@@ -35,7 +35,7 @@ use crate::cmdline::Cmdline;
 /// CPUs that each do a phase's full share: beyond them the CPUs split this many CPUs' worth
 /// (as `cross` does with its sends), so that a run stays minutes long at 64 CPUs and beyond
 /// under TCG on two host cores, where the baseline does about 55000 ops/s at 64 CPUs.
-pub(super) const FULL_SHARE_CPUS: usize = 16;
+const FULL_SHARE_CPUS: usize = 16;
 /// `repeat`: alloc+free pairs per CPU.
 const REPEAT_PAIRS: usize = 20_000;
 /// `bulk`: frames per batch: four magazines, so batches cross the depot, not only the cache.
@@ -112,14 +112,20 @@ impl Phase {
     /// Runs this phase's share of the work on the current CPU.
     pub fn run(self, w: &mut Worker, shared: &Shared) {
         match self {
-            Phase::Repeat => repeat(w, shared.share(REPEAT_PAIRS)),
-            Phase::Bulk => batches(w, BULK_BATCH, shared.share(BULK_ROUNDS)),
+            Phase::Repeat => repeat(w, share(REPEAT_PAIRS, shared.cpus)),
+            Phase::Bulk => batches(w, BULK_BATCH, share(BULK_ROUNDS, shared.cpus)),
             Phase::Cross | Phase::Remote => cross::run(w, &shared.cross, &shared.sleepers),
-            Phase::Numa => batches(w, NUMA_BATCH, shared.share(NUMA_ROUNDS)),
-            Phase::Random => random(w, shared.share(RANDOM_STEPS)),
+            Phase::Numa => batches(w, NUMA_BATCH, share(NUMA_ROUNDS, shared.cpus)),
+            Phase::Random => random(w, share(RANDOM_STEPS, shared.cpus)),
             Phase::Exhaust => exhaust(w, shared),
         }
     }
+}
+
+/// One CPU's part of `per_cpu` units of work per CPU when `cpus` CPUs run a phase: all of it
+/// up to [`FULL_SHARE_CPUS`] CPUs, an even split of that many CPUs' worth beyond (at least 1).
+pub fn share(per_cpu: usize, cpus: usize) -> usize {
+    (per_cpu * FULL_SHARE_CPUS / cpus.max(1)).clamp(1, per_cpu)
 }
 
 /// The phases `stress.phases=<name>,<name>...` names, in running order; every phase without
@@ -176,12 +182,6 @@ impl Shared {
             sleepers: Sleepers::new(cpus),
             exhausted: AtomicU64::new(0),
         }
-    }
-
-    /// This CPU's part of `per_cpu` units of work per CPU: all of it up to
-    /// [`FULL_SHARE_CPUS`] CPUs, an even split of that many CPUs' worth beyond (at least 1).
-    fn share(&self, per_cpu: usize) -> usize {
-        (per_cpu * FULL_SHARE_CPUS / self.cpus.max(1)).clamp(1, per_cpu)
     }
 }
 
