@@ -51,7 +51,7 @@
 //!   without it comes from the BSP); exactly one CPU prints ([`machine::exit`]).
 //! - `loader.corrupt=memmap` answers an overlapping memory map, `loader.corrupt=mp` lists a CPU
 //!   that never comes online, and `loader.skip=<request>` leaves a request unanswered, for the
-//!   kernel's checks (see [`answer`]).
+//!   kernel's checks (see [`answer`]); `loader.skip=mp` starts no AP either.
 //! - `loader.hide=madt` and `loader.hide=srat` drop that ACPI table from the RSDT and XSDT
 //!   (checksums fixed) before anything reads them, as if the firmware never built it; the loader
 //!   logs `loader: test hook loader.hide=<madt|srat>: ACPI table <APIC|SRAT> at <hex> dropped
@@ -82,7 +82,7 @@ use loader::hhdm::HHDM_OFFSET;
 use loader::memmap::{EntryType, MemoryMap};
 use loader::paging::{self, KernelPlacement, PagingFeatures};
 use loader::phys::{PAGE_SIZE, PhysMem};
-use loader::protocol::MP_FLAG_X2APIC;
+use loader::protocol::{self, MP_FLAG_X2APIC};
 use loader::pvh::{self, StartInfo};
 use loader::requests;
 use machine::handoff::Handoff;
@@ -147,14 +147,13 @@ fn boot(mem: &mut IdentityMemory, start_info: u64) -> Result<Handoff, Error> {
         is_x2apic: false,
         is_faulting: fault == Some(Fault::ApPage),
     };
-    set_up_cpus(
-        &mut responder,
-        &kernel,
-        rsdp,
+    let cpus = CpuSetup {
         stack_size,
         config,
-        corrupt.mp,
-    )?;
+        phantom_cpu: corrupt.mp,
+        skips_mp: skip == Some(protocol::id::MP),
+    };
+    set_up_cpus(&mut responder, &kernel, rsdp, cpus)?;
     if corrupt.memmap {
         log!("test hook loader.corrupt=memmap: entry 0 overlaps entry 1 on purpose");
     }
@@ -201,6 +200,20 @@ fn read_hooks(cmdline: &[u8]) -> Result<Hooks, Error> {
     Ok(hooks)
 }
 
+/// How [`set_up_cpus`] starts the APs.
+struct CpuSetup {
+    /// Each AP's stack size.
+    stack_size: u64,
+    /// The trampoline's settings (the APIC mode is set from the MADT).
+    config: TrampolineConfig,
+    /// The `loader.corrupt=mp` hook: the response lists a CPU that does not exist.
+    phantom_cpu: bool,
+    /// The `loader.skip=mp` hook: the MP request goes unanswered, so no AP starts either (as
+    /// under a bootloader that gives no response: a parked AP would run in memory the kernel
+    /// takes back at its reclaim point).
+    skips_mp: bool,
+}
+
 /// Chooses the APIC mode, masks the legacy interrupt controllers and, if the kernel asks for
 /// MP and the MADT lists the CPUs, answers it and starts every AP. Without a MADT there is no
 /// MP response and the APIC stays in xAPIC mode, as under Limine.
@@ -208,11 +221,14 @@ fn set_up_cpus(
     r: &mut Responder<'_, IdentityMemory>,
     kernel: &Kernel,
     rsdp: Option<Rsdp>,
-    stack_size: u64,
-    config: TrampolineConfig,
-    phantom_cpu: bool,
+    cpus: CpuSetup,
 ) -> Result<(), Error> {
-    let mp = answer::mp_request(r.mem, kernel)?;
+    let mp = if cpus.skips_mp {
+        log!("test hook loader.skip=mp: no AP started, as without an MP response");
+        None
+    } else {
+        answer::mp_request(r.mem, kernel)?
+    };
     let wants_x2apic = mp.is_some_and(|(_, flags)| flags & MP_FLAG_X2APIC != 0);
     let (lapic, madt) = init_interrupt_controllers(r.mem, rsdp, wants_x2apic)?;
     let Some((req, _)) = mp else { return Ok(()) };
@@ -230,16 +246,16 @@ fn set_up_cpus(
         cpus: madt.cpus(),
         bsp_lapic_id: lapic.id(),
         is_x2apic,
-        stack_size,
-        phantom_cpu,
+        stack_size: cpus.stack_size,
+        phantom_cpu: cpus.phantom_cpu,
     };
-    if phantom_cpu {
+    if cpus.phantom_cpu {
         log!("test hook loader.corrupt=mp: the MP response lists a CPU that does not exist");
     }
     let infos = answer::answer_mp(r, kernel, req, setup)?;
     let config = TrampolineConfig {
         is_x2apic,
-        ..config
+        ..cpus.config
     };
     let started = smp::start_aps(r.mem, r.map, &lapic, madt.cpus(), infos, config)?;
     log!(

@@ -323,6 +323,33 @@ fn assert_watchdog_names_only(cpu: usize) {
     assert!(verdict.starts_with(&failed), "{verdict}");
 }
 
+/// A frame handed out twice is caught by the ledger: the `stress.duplicate` hook makes CPU 1
+/// play an allocator that does so, once, and the run fails naming that frame, whichever CPU
+/// frees it (its own in `bulk`, the other in `cross`).
+#[test]
+fn ledger_catches_a_frame_handed_out_twice() {
+    for phase in ["bulk", "cross"] {
+        let out = run(
+            &format!("test=stress stress.phases={phase} stress.duplicate=1"),
+            2,
+            "512M",
+        );
+        out.assert_status(Status::Failed);
+        let hook = out.lines_with("stress: cpu 1 hands frame ").next();
+        let frame = hook
+            .and_then(|l| l.split_whitespace().nth(5))
+            .unwrap_or_else(|| panic!("no hook line: {}", out.serial));
+        let verdict = out.lines_with("RESULT FAIL").last().expect("a verdict");
+        assert!(
+            verdict.starts_with(&format!("RESULT FAIL {phase} (baseline): ")),
+            "{verdict}"
+        );
+        let lost = format!("frame {frame} lost its stamp");
+        assert!(verdict.contains(&lost), "{verdict}");
+        assert!(verdict.contains("handed out twice?"), "{verdict}");
+    }
+}
+
 /// `stress.phases=` runs the phases it names, in the suite's order, checked as in a full run.
 #[test]
 fn phases_key_runs_the_named_phases() {

@@ -7,7 +7,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use limine::memory_map::EntryType;
+use limine::memory_map::{Entry, EntryType};
 use limine::mp::ResponseFlags;
 use mm::PhysRange;
 use spin::Once;
@@ -78,6 +78,8 @@ pub struct BootInfo {
     pub memory_map_entries: usize,
     /// Per-type totals, indexed like `ENTRY_TYPES`; unknown types are not counted.
     pub memory_by_type: [TypeTotal; 8],
+    /// Usable ranges: what `memory::init` hands to `mm` at boot.
+    pub usable: Vec<PhysRange>,
     /// Bootloader-reclaimable ranges: to be handed to `mm` once the kernel no longer needs
     /// the bootloader's data (see the crate docs on the reclaim point).
     pub bootloader_reclaimable: Vec<PhysRange>,
@@ -119,17 +121,22 @@ impl BootInfo {
             kernel_virt_base: exe.virtual_base(),
             memory_map_entries: entries.len(),
             memory_by_type: totals_by_type(),
-            bootloader_reclaimable: entries
-                .iter()
-                .filter(|e| e.entry_type == EntryType::BOOTLOADER_RECLAIMABLE)
-                .map(|e| PhysRange::new(e.base, e.base + e.length))
-                .collect(),
+            usable: ranges_of(entries, EntryType::USABLE),
+            bootloader_reclaimable: ranges_of(entries, EntryType::BOOTLOADER_RECLAIMABLE),
             hhdm_ranges: entries
                 .iter()
                 .filter(|e| HHDM_TYPES.contains(&e.entry_type))
                 .map(|e| PhysRange::new(e.base, e.base + e.length))
                 .collect(),
         }
+    }
+
+    /// The ranges `mm` manages: usable and bootloader-reclaimable memory.
+    pub fn managed_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        self.usable
+            .iter()
+            .chain(&self.bootloader_reclaimable)
+            .copied()
     }
 
     /// Usable memory in bytes.
@@ -211,4 +218,13 @@ fn totals_by_type() -> [TypeTotal; 8] {
         }
     }
     totals
+}
+
+/// The ranges of the memory-map entries of type `entry_type`.
+fn ranges_of(entries: &[&Entry], entry_type: EntryType) -> Vec<PhysRange> {
+    entries
+        .iter()
+        .filter(|e| e.entry_type == entry_type)
+        .map(|e| PhysRange::new(e.base, e.base + e.length))
+        .collect()
 }

@@ -5,7 +5,8 @@
 //! boot: in baseline mode (every operation takes the global lock, as the seed allocator did)
 //! and in magazine mode (per-CPU magazines over the depot over the global
 //! bitmap). Checked mode is on (the kernel enables `mm/checked`), and every frame is stamped
-//! through the HHDM and checked before it is freed ([`stamp`]).
+//! in a ledger and checked before it is freed ([`ledger`]); `exhaust` also marks every frame
+//! it obtains in the frame itself ([`mark`]).
 //!
 //! # What a run proves
 //! After each phase and mode, at a quiescent point ([`verify`]): no CPU saw an error (a lost
@@ -34,12 +35,13 @@
 
 mod burst;
 mod cross;
+mod ledger;
 mod live;
+mod mark;
 mod nodes;
 mod phases;
 mod report;
 mod rng;
-mod stamp;
 mod verify;
 mod wake;
 mod watchdog;
@@ -51,11 +53,12 @@ use alloc::vec::Vec;
 use mm::{CpuStats, Mode, NodeStats, Stats};
 use spin::Mutex;
 
+use self::ledger::Ledger;
 use self::live::Live;
+use self::mark::Marker;
 use self::phases::{Phase, Shared};
-use self::stamp::Stamper;
 use self::watchdog::{Config, Progress, State, Watchdog};
-use self::worker::{Watch, Worker};
+use self::worker::{Hooks, Watch, Worker};
 use crate::boot::BootInfo;
 use crate::cmdline::Cmdline;
 use crate::memory::{FRAMES, pin};
@@ -121,14 +124,25 @@ pub fn run() -> Result<(), String> {
     let cmdline = Cmdline::new(&boot.cmdline);
     let config = Config::from_cmdline(&cmdline, cpus)?;
     let phases = phases_to_run(&cmdline)?;
-    let stamper = Stamper::new(boot.hhdm_offset);
-    warm_up(stamper, config)?;
+    let ranges: Vec<_> = boot.managed_ranges().collect();
+    let ledger = Ledger::new(&ranges, boot.hhdm_offset)?;
+    let marker = Marker::new(boot.hhdm_offset);
+    let stamps = Stamps {
+        ledger: &ledger,
+        marker,
+    };
+    warm_up(stamps, config)?;
     let mut runs = Vec::new();
     for phase in phases {
         for mode in MODES {
-            // The test hook stalls its CPU in the first reported run only.
-            let stall = config.stall.filter(|_| runs.is_empty());
-            let run = run_phase(phase, mode, stamper, Config { stall, ..config });
+            // The test hooks act in the first reported run only.
+            let first = runs.is_empty();
+            let hooks = Config {
+                stall: config.stall.filter(|_| first),
+                duplicate: config.duplicate.filter(|_| first),
+                ..config
+            };
+            let run = run_phase(phase, mode, stamps, hooks);
             report::print_phase(&run);
             verify::phase(&run)?;
             runs.push(run);
@@ -154,22 +168,32 @@ fn phases_to_run(cmdline: &Cmdline) -> Result<Vec<Phase>, String> {
     Ok(phases)
 }
 
-/// Touches every free frame once, through an unreported, verified `exhaust` run: the first
-/// touch of guest RAM is far dearer than later ones under an emulator (the host faults the
-/// page in), and whichever mode ran first would pay it.
-fn warm_up(stamper: Stamper, config: Config) -> Result<(), String> {
+/// Touches every free frame once, through an unreported, verified `exhaust` run (which marks
+/// every frame it obtains): the first touch of guest RAM is far dearer than later ones under
+/// an emulator (the host faults the page in), and whichever mode ran `exhaust` first would
+/// pay it.
+fn warm_up(stamps: Stamps, config: Config) -> Result<(), String> {
     let config = Config {
         stall: None,
+        duplicate: None,
         ..config
     };
-    let run = run_phase(Phase::Exhaust, Mode::Magazine, stamper, config);
+    let run = run_phase(Phase::Exhaust, Mode::Magazine, stamps, config);
     verify::phase(&run).map_err(|e| alloc::format!("warm-up: {e}"))?;
     arch::println!("stress: warm-up touched {} frames", run.exhausted);
     Ok(())
 }
 
+/// Where workers record the frames they hold: the ledger for every phase, the frames
+/// themselves too for the phase that obtains them all ([`Phase::marks_frames`]).
+#[derive(Clone, Copy)]
+struct Stamps<'a> {
+    ledger: &'a Ledger,
+    marker: Marker,
+}
+
 /// Runs `phase` in `mode` on every online CPU and collects what happened.
-fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> PhaseRun {
+fn run_phase(phase: Phase, mode: Mode, stamps: Stamps, config: Config) -> PhaseRun {
     let before = {
         // The allocator's management calls need interrupts off (mm's interrupt rules).
         let _cpu = pin();
@@ -195,8 +219,12 @@ fn run_phase(phase: Phase, mode: Mode, stamper: Stamper, config: Config) -> Phas
             _ if Some(cpu) == deputy => Watch::Deputy(&live),
             _ => Watch::None,
         };
-        let stall_at = (config.stall == Some(cpu)).then_some(watchdog::STALL_AFTER_OPS);
-        let mut w = Worker::new(cpu, stamper, watch, &progress[cpu], stall_at);
+        let hooks = Hooks {
+            stall_at: (config.stall == Some(cpu)).then_some(watchdog::STALL_AFTER_OPS),
+            duplicate: config.duplicate == Some(cpu),
+        };
+        let marker = phase.marks_frames().then_some(stamps.marker);
+        let mut w = Worker::new(cpu, stamps.ledger, marker, watch, &progress[cpu], hooks);
         start.wait();
         if cpu == reporter {
             live.watchdog().restart();

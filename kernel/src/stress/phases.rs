@@ -109,6 +109,12 @@ impl Phase {
         matches!(self, Phase::Remote | Phase::Numa)
     }
 
+    /// Whether its workers mark the frames themselves, besides the ledger ([`super::mark`]):
+    /// `exhaust`, which obtains every free frame.
+    pub fn marks_frames(self) -> bool {
+        self == Phase::Exhaust
+    }
+
     /// Runs this phase's share of the work on the current CPU.
     pub fn run(self, w: &mut Worker, shared: &Shared) {
         match self {
@@ -234,7 +240,7 @@ fn random(w: &mut Worker, steps: usize) {
 
 fn exhaust(w: &mut Worker, s: &Shared) {
     // Chain the frames through their stamps: each links to the one allocated before it, and
-    // its tag's sequence number is one less (see `Worker::stamp`).
+    // its tag's sequence number is one less (see `Worker::free_chain`).
     let mut head: Option<Held> = None;
     let mut obtained = 0;
     while let Some(held) = w.alloc_until_empty(head.map_or(0, |h| h.frame.number() + 1)) {

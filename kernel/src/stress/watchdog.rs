@@ -8,7 +8,8 @@
 //!
 //! Every worker publishes its operation count and whether it is working, waiting on its
 //! peers (a harness wait: the `cross` drain, the `exhaust` barrier) or done, in its own
-//! [`Progress`] slot (one cache line each, a relaxed store per operation in both modes).
+//! [`Progress`] slot (one cache line each, a relaxed store per pinned section of
+//! operations in both modes).
 //! Two CPUs watch the slots, each a worker itself: the BSP, and a deputy (the last other
 //! CPU, [`deputy`]) so that a stuck BSP is caught too. Each checks once per live interval
 //! while it works (from [`super::live`]) and at every timer tick once its share is done,
@@ -42,17 +43,21 @@ const CPUS_PER_BOUND: usize = 16;
 /// Operations the `stress.stall` CPU does in the first phase run before it stalls.
 pub const STALL_AFTER_OPS: u64 = 1000;
 
-/// The watchdog's command-line settings.
+/// The run's command-line settings: the watchdog's bound and the test hooks.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// How long a CPU may make no progress (zero: no watchdog).
     pub bound: Duration,
-    /// The CPU the test hook stalls, if any.
+    /// The CPU the test hook `stress.stall` stalls, if any.
     pub stall: Option<usize>,
+    /// The CPU that plays a broken allocator for the test hook `stress.duplicate`, if any
+    /// ([`super::worker::Hooks`]).
+    pub duplicate: Option<usize>,
 }
 
 impl Config {
-    /// Reads `stress.watchdog=<seconds>` and `stress.stall=<cpu>` for a run on `cpus` CPUs.
+    /// Reads `stress.watchdog=<seconds>`, `stress.stall=<cpu>` and `stress.duplicate=<cpu>`
+    /// for a run on `cpus` CPUs.
     pub fn from_cmdline(cmdline: &Cmdline, cpus: usize) -> Result<Self, String> {
         let bound = match cmdline.get("stress.watchdog") {
             None => DEFAULT_BOUND * cpus.div_ceil(CPUS_PER_BOUND).max(1) as u32,
@@ -65,7 +70,20 @@ impl Config {
             None => None,
             Some(s) => Some(stall_cpu(s, cpus)?),
         };
-        Ok(Config { bound, stall })
+        let duplicate = match cmdline.get("stress.duplicate") {
+            None => None,
+            Some(s) => Some(
+                s.parse()
+                    .ok()
+                    .filter(|&cpu| cpu < cpus)
+                    .ok_or_else(|| format!("stress.duplicate={s}: expected a CPU below {cpus}"))?,
+            ),
+        };
+        Ok(Config {
+            bound,
+            stall,
+            duplicate,
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! One CPU's side of a phase: allocation and free wrapped with stamping, checking and
-//! counting, so the phase bodies in [`super::phases`] read as the workload alone.
+//! One CPU's side of a phase: allocation and free wrapped with stamping (in the
+//! [`super::ledger`]; in the frames too for `exhaust`, [`super::mark`]), checking and counting,
+//! so the phase bodies in [`super::phases`] read as the workload alone.
 //!
 //! Every operation pins the CPU (interrupts off) only for the allocator calls themselves, as
 //! any kernel caller would; interrupts, and so the BSP's live report, get in between them.
@@ -24,8 +25,8 @@
 //! with [`BURST`] (16) to 2.68 M against 2.17 M for 8.
 //!
 //! # Progress and waits
-//! After every operation the worker publishes its count in its [`Progress`] slot for the
-//! watchdog; a wait for peers ([`Worker::wait`]) publishes `Waiting` and sleeps until a peer
+//! After every pinned section (one operation, or a burst) the worker publishes its count in
+//! its [`Progress`] slot for the watchdog; a wait for peers ([`Worker::wait`]) publishes `Waiting` and sleeps until a peer
 //! wakes it ([`super::wake`]) rather than spinning: under TCG a spinning vCPU takes a host
 //! core from the vCPUs that have work.
 
@@ -35,8 +36,9 @@ use alloc::string::String;
 use mm::{Frame, FreeError, NodeLayout};
 
 pub use super::burst::{BURST, Burst};
+use super::ledger::{Ledger, Stamp, tag};
 use super::live::Live;
-use super::stamp::{Stamp, Stamper, tag};
+use super::mark::Marker;
 use super::wake::Sleepers;
 use super::watchdog::{Progress, State};
 use crate::memory::{FRAMES, KernelCpu, pin};
@@ -70,6 +72,16 @@ impl Watch<'_> {
     }
 }
 
+/// The test hooks armed on one worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks {
+    /// The operation count at which this CPU stalls (`stress.stall`).
+    pub stall_at: Option<u64>,
+    /// Whether this CPU's first burst of two frames or more plays an allocator that hands
+    /// one frame out twice (`stress.duplicate`): see [`Worker::hand_out_twice`].
+    pub duplicate: bool,
+}
+
 /// Per-CPU state of a running phase.
 pub struct Worker<'a> {
     /// This CPU's index.
@@ -93,24 +105,26 @@ pub struct Worker<'a> {
     pub foreign_frees: u64,
     /// Its node and the node table, when there is more than one node.
     home: Option<(usize, &'static NodeLayout)>,
-    stamper: Stamper,
+    ledger: &'a Ledger,
+    /// Marks the frames themselves too (`exhaust`).
+    marker: Option<Marker>,
     seq: u64,
     watch: Watch<'a>,
     progress: &'a Progress,
-    /// The operation count at which this CPU stalls (the `stress.stall` test hook).
-    stall_at: Option<u64>,
+    hooks: Hooks,
     is_waiting: bool,
 }
 
 impl<'a> Worker<'a> {
-    /// A worker for `cpu` publishing to `progress`, watching as `watch` says; `stall_at` is
-    /// the test hook's operation count.
+    /// A worker for `cpu` stamping in `ledger` (and marking frames with `marker`), publishing
+    /// to `progress`, watching as `watch` says, with the test hooks `hooks`.
     pub fn new(
         cpu: usize,
-        stamper: Stamper,
+        ledger: &'a Ledger,
+        marker: Option<Marker>,
         watch: Watch<'a>,
         progress: &'a Progress,
-        stall_at: Option<u64>,
+        hooks: Hooks,
     ) -> Self {
         Worker {
             cpu,
@@ -123,11 +137,12 @@ impl<'a> Worker<'a> {
             foreign_allocs: 0,
             foreign_frees: 0,
             home: home_node(cpu),
-            stamper,
+            ledger,
+            marker,
             seq: 0,
             watch,
             progress,
-            stall_at,
+            hooks,
             is_waiting: false,
         }
     }
@@ -145,11 +160,11 @@ impl<'a> Worker<'a> {
         result
     }
 
-    /// Counts one operation and publishes the count; stalls here if the test hook says so.
-    fn count_op(&mut self) {
-        self.ops += 1;
+    /// Counts `n` operations and publishes the count; stalls here if the test hook says so.
+    fn count_ops(&mut self, n: usize) {
+        self.ops += n as u64;
         self.progress.set_ops(self.ops);
-        if self.stall_at == Some(self.ops) {
+        if self.hooks.stall_at.is_some_and(|at| self.ops >= at) {
             stall(self.cpu);
         }
     }
@@ -234,7 +249,10 @@ impl<'a> Worker<'a> {
     ) -> Option<Held> {
         self.tick();
         match result {
-            Ok((frame, count)) => Some(self.took_frames(frame, count, link)),
+            Ok((frame, count)) => {
+                self.count_ops(1);
+                Some(self.took_frames(frame, count, link))
+            }
             Err(e) => {
                 if exhaustion_is_error {
                     self.refused(e);
@@ -244,9 +262,8 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Counts, tags and stamps (with `link`) `count` frames from `frame` just allocated.
+    /// Tags and stamps (with `link`) `count` frames from `frame` just allocated.
     fn took_frames(&mut self, frame: Frame, count: usize, link: u64) -> Held {
-        self.count_op();
         if count == 1 && self.is_foreign(frame) {
             self.foreign_allocs += 1;
         }
@@ -281,6 +298,10 @@ impl<'a> Worker<'a> {
             }
             (n, None)
         });
+        if self.hooks.duplicate && got >= 2 {
+            self.hand_out_twice(&mut frames[..got]);
+        }
+        self.count_ops(got);
         let mut burst = Burst::new();
         for &frame in &frames[..got] {
             let link = burst.last().map_or(0, |h| h.frame.number() + 1);
@@ -292,39 +313,60 @@ impl<'a> Worker<'a> {
         burst
     }
 
-    /// Stamps every frame of `held` with its tag and `link`.
-    pub fn stamp(&self, held: &Held, link: u64) {
-        for n in 0..held.count as u64 {
-            let frame = Frame::from_number(held.frame.number() + n);
-            // SAFETY: `held` came from the allocator to this worker and is not freed yet.
-            unsafe {
-                self.stamper.write(
-                    frame,
-                    Stamp {
-                        tag: held.tag,
-                        link,
-                    },
-                )
-            };
+    /// Stamps every frame of `held` in the ledger with its tag and `link`, and marks it if
+    /// this worker marks frames.
+    fn stamp(&mut self, held: &Held, link: u64) {
+        let stamp = Stamp {
+            tag: held.tag,
+            link,
+        };
+        for frame in frames_of(held) {
+            if !self.ledger.record(frame, stamp) {
+                self.fail(format!(
+                    "cpu {}: the allocator handed out frame {:#x}, outside managed memory",
+                    self.cpu,
+                    frame.number()
+                ));
+            }
+            if let Some(marker) = self.marker {
+                // SAFETY: `held` came from the allocator to this worker and is not freed yet.
+                unsafe { marker.write(frame, held.tag) };
+            }
         }
     }
 
-    /// Checks the stamps of `held`; returns the first frame's link word.
-    pub fn check(&mut self, held: &Held) -> u64 {
+    /// Checks the stamps (and marks) of `held`; returns the first frame's link word.
+    fn check(&mut self, held: &Held) -> u64 {
         let mut first_link = 0;
-        for n in 0..held.count as u64 {
-            let frame = Frame::from_number(held.frame.number() + n);
-            // SAFETY: `held` came from the allocator to its holder and is not freed yet.
-            match unsafe { self.stamper.read(frame) } {
+        for (n, frame) in frames_of(held).enumerate() {
+            match self.ledger.read(frame) {
                 Some(s) if s.tag == held.tag && n == 0 => first_link = s.link,
                 Some(s) if s.tag == held.tag => {}
-                found => self.fail(format!(
-                    "cpu {}: frame {:#x} lost its stamp (tag {:#x}, found {found:?}): \
+                Some(s) => self.fail(format!(
+                    "cpu {}: frame {:#x} lost its stamp (tag {:#x}, found tag {:#x}): \
                      handed out twice?",
                     self.cpu,
                     frame.number(),
-                    held.tag
+                    held.tag,
+                    s.tag
                 )),
+                None => self.fail(format!(
+                    "cpu {}: frame {:#x} is outside managed memory",
+                    self.cpu,
+                    frame.number()
+                )),
+            }
+            if let Some(marker) = self.marker
+                // SAFETY: `held` came from the allocator to its holder and is not freed yet.
+                && !unsafe { marker.is_marked(frame, held.tag) }
+            {
+                self.fail(format!(
+                    "cpu {}: frame {:#x} does not hold the mark its holder wrote (tag {:#x}): \
+                     not memory of its own?",
+                    self.cpu,
+                    frame.number(),
+                    held.tag
+                ));
             }
         }
         first_link
@@ -376,6 +418,23 @@ impl<'a> Worker<'a> {
         freed
     }
 
+    /// The `stress.duplicate` test hook: plays an allocator that hands `frames[0]` out twice,
+    /// as `frames[1]` too. The frame that was `frames[1]` goes back to the allocator first, so
+    /// the duplicate is the only thing wrong; the ledger must catch it when the first holder
+    /// checks its stamp (the freeing CPU's error, then a refused free of the duplicate).
+    fn hand_out_twice(&mut self, frames: &mut [Frame]) {
+        self.hooks.duplicate = false;
+        arch::println!(
+            "stress: cpu {} hands frame {:#x} out twice (test hook stress.duplicate)",
+            self.cpu,
+            frames[0].number()
+        );
+        if let Err(e) = FRAMES.free(&pin(), frames[1]) {
+            self.fail(format!("cpu {}: the duplicate hook's free: {e}", self.cpu));
+        }
+        frames[1] = frames[0];
+    }
+
     /// Frees `helds` (checked by the caller, at most [`BURST`]) in one pinned, timed section.
     fn free_checked(&mut self, helds: &[Held]) {
         if helds.is_empty() {
@@ -392,8 +451,8 @@ impl<'a> Worker<'a> {
                 };
             }
         });
+        self.count_ops(helds.len());
         for (held, result) in helds.iter().zip(results) {
-            self.count_op();
             match result {
                 Err(e) => self.fail(format!("cpu {}: free refused: {e}", self.cpu)),
                 Ok(()) if held.count == 1 && self.is_foreign(held.frame) => self.foreign_frees += 1,
@@ -411,6 +470,12 @@ impl<'a> Worker<'a> {
         self.home
             .is_some_and(|(node, layout)| layout.node_of(frame) != node)
     }
+}
+
+/// The frames of `held`, first to last.
+fn frames_of(held: &Held) -> impl Iterator<Item = Frame> + use<> {
+    let first = held.frame.number();
+    (first..first + held.count as u64).map(Frame::from_number)
 }
 
 /// CPU `cpu`'s node and the node table, if there is more than one node.
