@@ -45,16 +45,25 @@
 //! against 2.17 M in another 16. Fifteen `just run-smp 8` runs with bursts of 8 gave wall
 //! ratios 5.1 to 12.4 and allocator-only ratios 31 to 166.
 //!
-//! What is left is the host, and it cuts the wrong way. While the VM's own CPUs showed 17 to
-//! 25% steal, the baseline ran at 170 k to 430 k ops/s and the wall ratio stayed above 5.
-//! Later the host got quieter and the baseline reached 440 k to 660 k ops/s (its lock holders
-//! are preempted less) while the magazine run, bound by the harness's own per-frame work,
-//! gained less: ten runs with bursts of 16 gave wall ratios 4.0 to 13.3, under 5 in the three
-//! whose baseline was fastest (allocator-only ratios 16.6 to 173, all above 10), and one more
-//! run with `vmstat` beside it showed no steal and gave 4.51. At -smp 1 the magazine
-//! run is only about 3 times the baseline's throughput in wall time (`kbench`): the harness
-//! is most of a magazine-mode operation under TCG, so the wall ratio at -smp 8 depends on how
-//! much the baseline's lock suffers from the host.
+//! Then the host, which cuts the wrong way. While the VM's own CPUs showed 17 to 25% steal,
+//! the baseline ran at 170 k to 430 k ops/s and the wall ratio stayed above 5. Later the host
+//! got quieter and the baseline reached 440 k to 660 k ops/s (its lock holders are preempted
+//! less) while the magazine run, bound by the harness's own per-frame work, gained less: ten
+//! runs with bursts of 16 gave wall ratios 4.0 to 13.3, under 5 in the three whose baseline
+//! was fastest (allocator-only ratios 16.6 to 173, all above 10).
+//!
+//! Most of that per-frame work was the stamps. Written into the frames, each one missed the
+//! software TLB of the vCPU that wrote or checked it (a frame crosses CPUs here), a page walk
+//! in QEMU's helpers every time; gdb samples put a third of the running vCPUs' time just
+//! after the stamp's store. The stamps now live in a ledger beside memory, 256 to a page
+//! ([`super::ledger`]): magazine-mode `cross` went from medians of 2.2 M to 2.7 M ops/s to
+//! 3.1 M to 3.8 M (three alternated boots of ten runs each), and at -smp 1 the harness's
+//! cycles per operation fell from about 750 to 640 once the ledger was a table and workers
+//! counted operations per burst. Eight `just run-smp 8` runs on a quiet host (no steal), with
+//! the baseline at 330 k to 776 k ops/s, then gave magazine-mode `cross` 3.7 M to 6.5 M ops/s,
+//! wall ratios 5.2 to 16.6 and allocator-only ratios 28 to 121. The wall ratio still moves
+//! most with the baseline: a cheaper harness makes the baseline's CPUs hit its one lock
+//! harder, and how much that costs depends on how often the host preempts a lock holder.
 #![deny(unsafe_code)]
 
 use alloc::vec::Vec;
