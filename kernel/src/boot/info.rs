@@ -121,13 +121,9 @@ impl BootInfo {
             kernel_virt_base: exe.virtual_base(),
             memory_map_entries: entries.len(),
             memory_by_type: totals_by_type(),
-            usable: ranges_of(entries, EntryType::USABLE),
-            bootloader_reclaimable: ranges_of(entries, EntryType::BOOTLOADER_RECLAIMABLE),
-            hhdm_ranges: entries
-                .iter()
-                .filter(|e| HHDM_TYPES.contains(&e.entry_type))
-                .map(|e| PhysRange::new(e.base, e.base + e.length))
-                .collect(),
+            usable: ranges_of(entries, &[EntryType::USABLE]),
+            bootloader_reclaimable: ranges_of(entries, &[EntryType::BOOTLOADER_RECLAIMABLE]),
+            hhdm_ranges: ranges_of(entries, &HHDM_TYPES),
         }
     }
 
@@ -220,11 +216,11 @@ fn totals_by_type() -> [TypeTotal; 8] {
     totals
 }
 
-/// The ranges of the memory-map entries of type `entry_type`.
-fn ranges_of(entries: &[&Entry], entry_type: EntryType) -> Vec<PhysRange> {
+/// The ranges of the memory-map entries whose type is one of `types`.
+fn ranges_of(entries: &[&Entry], types: &[EntryType]) -> Vec<PhysRange> {
     entries
         .iter()
-        .filter(|e| e.entry_type == entry_type)
+        .filter(|e| types.contains(&e.entry_type))
         .map(|e| PhysRange::new(e.base, e.base + e.length))
         .collect()
 }

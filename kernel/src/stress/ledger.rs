@@ -81,10 +81,12 @@ impl Ledger {
     /// A ledger for the frames of `ranges`, all unrecorded, in pages from [`FRAMES`] reached
     /// at `hhdm_offset + physical address`. `Err` if the allocator has too few frames, or the
     /// table would take more than half the heap.
-    pub fn new(ranges: &[PhysRange], hhdm_offset: u64) -> Result<Ledger, String> {
+    pub fn new(
+        ranges: impl Iterator<Item = PhysRange>,
+        hhdm_offset: u64,
+    ) -> Result<Ledger, String> {
         let blocks: Vec<Range<u64>> = ranges
-            .iter()
-            .map(PhysRange::frames)
+            .map(|range| range.frames())
             .filter(|frames| !frames.is_empty())
             .map(|frames| frames.start / ENTRIES_PER_PAGE..frames.end.div_ceil(ENTRIES_PER_PAGE))
             .collect();

@@ -124,8 +124,7 @@ pub fn run() -> Result<(), String> {
     let cmdline = Cmdline::new(&boot.cmdline);
     let config = Config::from_cmdline(&cmdline, cpus)?;
     let phases = phases_to_run(&cmdline)?;
-    let ranges: Vec<_> = boot.managed_ranges().collect();
-    let ledger = Ledger::new(&ranges, boot.hhdm_offset)?;
+    let ledger = Ledger::new(boot.managed_ranges(), boot.hhdm_offset)?;
     let marker = Marker::new(boot.hhdm_offset);
     let stamps = Stamps {
         ledger: &ledger,

@@ -66,19 +66,14 @@ impl Config {
                     .map_err(|_| format!("stress.watchdog={s}: expected seconds"))?,
             ),
         };
-        let stall = match cmdline.get("stress.stall") {
-            None => None,
-            Some(s) => Some(stall_cpu(s, cpus)?),
-        };
-        let duplicate = match cmdline.get("stress.duplicate") {
-            None => None,
-            Some(s) => Some(
-                s.parse()
-                    .ok()
-                    .filter(|&cpu| cpu < cpus)
-                    .ok_or_else(|| format!("stress.duplicate={s}: expected a CPU below {cpus}"))?,
-            ),
-        };
+        let stall = cmdline
+            .get("stress.stall")
+            .map(|s| stall_cpu(s, cpus))
+            .transpose()?;
+        let duplicate = cmdline
+            .get("stress.duplicate")
+            .map(|s| cpu_below("stress.duplicate", s, cpus))
+            .transpose()?;
         Ok(Config {
             bound,
             stall,
@@ -88,13 +83,20 @@ impl Config {
 }
 
 fn stall_cpu(text: &str, cpus: usize) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(_) if cpus == 1 => Err(format!(
+    if cpus == 1 && text.parse::<usize>().is_ok() {
+        return Err(format!(
             "stress.stall={text}: a single CPU has no other to watch it"
-        )),
-        Ok(cpu) if cpu < cpus => Ok(cpu),
-        _ => Err(format!("stress.stall={text}: expected a CPU below {cpus}")),
+        ));
     }
+    cpu_below("stress.stall", text, cpus)
+}
+
+/// The CPU `key=text` names, which must be below `cpus`.
+fn cpu_below(key: &str, text: &str, cpus: usize) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|&cpu| cpu < cpus)
+        .ok_or_else(|| format!("{key}={text}: expected a CPU below {cpus}"))
 }
 
 /// The CPU that watches beside `bsp`: the last other CPU of `cpus`, if there is one.

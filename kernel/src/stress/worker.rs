@@ -26,9 +26,9 @@
 //!
 //! # Progress and waits
 //! After every pinned section (one operation, or a burst) the worker publishes its count in
-//! its [`Progress`] slot for the watchdog; a wait for peers ([`Worker::wait`]) publishes `Waiting` and sleeps until a peer
-//! wakes it ([`super::wake`]) rather than spinning: under TCG a spinning vCPU takes a host
-//! core from the vCPUs that have work.
+//! its [`Progress`] slot for the watchdog; a wait for peers ([`Worker::wait`]) publishes
+//! `Waiting` and sleeps until a peer wakes it ([`super::wake`]) rather than spinning: under
+//! TCG a spinning vCPU takes a host core from the vCPUs that have work.
 
 use alloc::format;
 use alloc::string::String;
@@ -322,11 +322,7 @@ impl<'a> Worker<'a> {
         };
         for frame in frames_of(held) {
             if !self.ledger.record(frame, stamp) {
-                self.fail(format!(
-                    "cpu {}: the allocator handed out frame {:#x}, outside managed memory",
-                    self.cpu,
-                    frame.number()
-                ));
+                self.outside_managed_memory(frame);
             }
             if let Some(marker) = self.marker {
                 // SAFETY: `held` came from the allocator to this worker and is not freed yet.
@@ -350,11 +346,7 @@ impl<'a> Worker<'a> {
                     held.tag,
                     s.tag
                 )),
-                None => self.fail(format!(
-                    "cpu {}: frame {:#x} is outside managed memory",
-                    self.cpu,
-                    frame.number()
-                )),
+                None => self.outside_managed_memory(frame),
             }
             if let Some(marker) = self.marker
                 // SAFETY: `held` came from the allocator to its holder and is not freed yet.
@@ -416,6 +408,15 @@ impl<'a> Worker<'a> {
             freed += burst.len();
         }
         freed
+    }
+
+    /// Records that the allocator handed out `frame`, which the ledger does not cover.
+    fn outside_managed_memory(&mut self, frame: Frame) {
+        self.fail(format!(
+            "cpu {}: the allocator handed out frame {:#x}, outside managed memory",
+            self.cpu,
+            frame.number()
+        ));
     }
 
     /// The `stress.duplicate` test hook: plays an allocator that hands `frames[0]` out twice,
